@@ -1,0 +1,365 @@
+"""Run configuration: one frozen dataclass per concern, read from YAML/JSON.
+
+A run is described completely by a `RunConfig`. It is built from defaults,
+then a YAML or JSON file, then command-line overrides, and written back as
+the run directory's `config.yaml`, so a run can be repeated or resumed from
+that file alone. Config objects are never mutated; `with_overrides` returns
+a new one.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import yaml
+
+TASKS = ("images",)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the examples come from and how they are split and batched.
+
+    Args:
+        path: str or None. Folder of images (one sub-folder per class, or
+            `train/ val/ test/` folders). None uses the bundled demo data.
+        image_size: int or None. Square input size; None takes the
+            backbone's own (224 for the ImageNet backbones).
+        val_fraction: float. Share of the examples held out for validation
+            when the folder has no `val/`.
+        test_fraction: float. Share held out for the final test report when
+            the folder has no `test/`.
+        seed: int. Seed for the split, shuffling and augmentation.
+        batch_size: int. Examples per training step.
+        class_weights: bool. Weight the loss by inverse class frequency
+            when the classes are imbalanced.
+    """
+
+    path: str | None = None
+    image_size: int | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 42
+    batch_size: int = 32
+    class_weights: bool = True
+
+    def __post_init__(self):
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(
+                    f"`data.{name}` must be in [0, 1). Received: {name}={value}"
+                )
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                "`data.val_fraction + data.test_fraction` must leave some "
+                f"training data. Received: val_fraction={self.val_fraction}, "
+                f"test_fraction={self.test_fraction}"
+            )
+        if self.batch_size < 1:
+            raise ValueError(
+                f"`data.batch_size` must be >= 1. Received: "
+                f"batch_size={self.batch_size}"
+            )
+        if self.image_size is not None and self.image_size < 32:
+            raise ValueError(
+                f"`data.image_size` must be >= 32. Received: "
+                f"image_size={self.image_size}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Random augmentation applied to the training stream only.
+
+    Args:
+        enabled: bool. Master switch; False turns every augmentation off.
+        flip: bool. Random horizontal flips.
+        rotation: float. Largest rotation, as a fraction of a full turn.
+        zoom: float. Largest zoom in or out, as a fraction of the size.
+        contrast: float. Largest contrast change, as a fraction.
+    """
+
+    enabled: bool = True
+    flip: bool = True
+    rotation: float = 0.05
+    zoom: float = 0.1
+    contrast: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which backbone, which weights, and the shape of the new head.
+
+    Args:
+        backbone: str. A name from `tfx_transfer.backbones.BACKBONES`.
+        weights: str. "imagenet" (bundled for efficientnet_lite0, a Keras
+            download for the others), a path to a weights file, or "none"
+            for random initialisation.
+        dropout: float. Dropout rate before the classification layer.
+        hidden_units: int. Width of an optional hidden Dense layer in the
+            head; 0 for none.
+        l2: float. L2 penalty on the head's kernels.
+        label_smoothing: float. Label smoothing of the cross-entropy loss.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    weights: str = "imagenet"
+    dropout: float = 0.2
+    hidden_units: int = 0
+    l2: float = 0.0
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(
+                f"`model.dropout` must be in [0, 1). Received: "
+                f"dropout={self.dropout}"
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(
+                "`model.label_smoothing` must be in [0, 1). Received: "
+                f"label_smoothing={self.label_smoothing}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+    """One stage of the fine-tuning plan.
+
+    Args:
+        name: str. Used for checkpoint and log file names.
+        unfreeze: int. How many backbone blocks, counted from the top, are
+            trainable; 0 trains the head only. BatchNorm layers stay frozen.
+        learning_rate: float. Adam learning rate for this stage.
+        epochs: int. Upper bound on epochs; early stopping may end sooner.
+        patience: int. Epochs without a better validation accuracy before
+            the stage stops and its best epoch is restored.
+    """
+
+    name: str
+    unfreeze: int
+    learning_rate: float
+    epochs: int
+    patience: int = 3
+
+    def __post_init__(self):
+        if self.unfreeze < 0:
+            raise ValueError(
+                f"Stage '{self.name}': `unfreeze` must be >= 0. Received: "
+                f"unfreeze={self.unfreeze}"
+            )
+        if self.epochs < 0:
+            raise ValueError(
+                f"Stage '{self.name}': `epochs` must be >= 0. Received: "
+                f"epochs={self.epochs}"
+            )
+        if self.learning_rate <= 0:
+            raise ValueError(
+                f"Stage '{self.name}': `learning_rate` must be > 0. "
+                f"Received: learning_rate={self.learning_rate}"
+            )
+
+
+DEFAULT_STAGES = (
+    StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=10),
+    StageConfig(
+        name="fine_tune", unfreeze=2, learning_rate=1e-4, epochs=4, patience=2
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs.
+
+    Args:
+        task: str. One of `TASKS`.
+        output_dir: str. Parent folder of the run directories.
+        run_name: str or None. Name of this run's folder; None makes one
+            from the task, backbone and time.
+        jit_compile: bool. XLA-compile the training step. Off by default:
+            on CPU it runs depthwise convolutions many times slower.
+        data: DataConfig.
+        augment: AugmentConfig.
+        model: ModelConfig.
+        stages: tuple of StageConfig, run in order.
+    """
+
+    task: str = "images"
+    output_dir: str = "runs"
+    run_name: str | None = None
+    jit_compile: bool = False
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    stages: tuple[StageConfig, ...] = DEFAULT_STAGES
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(
+                f"`task` must be one of {TASKS}. Received: task={self.task!r}"
+            )
+        if not self.stages:
+            raise ValueError("`stages` must hold at least one stage.")
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Stage names must be unique. Received: {names}")
+
+    def to_dict(self):
+        """Returns the config as plain data (what `config.yaml` holds)."""
+        config = dataclasses.asdict(self)
+        config["stages"] = [dataclasses.asdict(s) for s in self.stages]
+        return config
+
+    @classmethod
+    def from_dict(cls, config, source="config"):
+        """Builds a config from plain data, naming any unknown field.
+
+        Args:
+            config: dict. As read from YAML/JSON; missing fields keep their
+                defaults.
+            source: str. Where `config` came from, for error messages.
+
+        Returns:
+            A `RunConfig`.
+        """
+        config = dict(config or {})
+        sections = {"data": DataConfig, "augment": AugmentConfig,
+                    "model": ModelConfig}
+        kwargs = {}
+        for key, value in config.items():
+            if key in sections:
+                kwargs[key] = _build(sections[key], value, f"{source}: {key}")
+            elif key == "stages":
+                if not isinstance(value, (list, tuple)):
+                    raise ValueError(
+                        f"{source}: `stages` must be a list. Received: {value!r}"
+                    )
+                kwargs[key] = tuple(
+                    _build(StageConfig, stage, f"{source}: stages[{i}]")
+                    for i, stage in enumerate(value)
+                )
+            elif key in _field_names(cls):
+                kwargs[key] = value
+            else:
+                raise ValueError(
+                    f"{source}: unknown field '{key}'. Known fields: "
+                    f"{sorted(_field_names(cls))}"
+                )
+        return cls(**kwargs)
+
+    def with_overrides(self, overrides):
+        """Returns a new config with dotted-path overrides applied.
+
+        Args:
+            overrides: dict. Keys like "data.batch_size" or "task"; values of
+                None are ignored, so unset command-line flags change nothing.
+
+        Returns:
+            A new `RunConfig`.
+
+        Example:
+
+        >>> RunConfig().with_overrides({"data.batch_size": 8}).data.batch_size
+        8
+        """
+        config = self.to_dict()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            *parents, leaf = dotted.split(".")
+            section = config
+            for parent in parents:
+                section = section[parent]
+            if leaf not in section:
+                raise ValueError(f"Unknown config field '{dotted}'.")
+            section[leaf] = value
+        return RunConfig.from_dict(config)
+
+    def with_stage_overrides(
+        self,
+        head_epochs=None,
+        head_learning_rate=None,
+        fine_tune_epochs=None,
+        fine_tune_learning_rate=None,
+        unfreeze=None,
+    ):
+        """Returns a new config with the common stage knobs changed.
+
+        The first stage is the head stage; every later stage is a
+        fine-tuning stage. Arguments left as None change nothing.
+
+        Args:
+            head_epochs: int. Epochs of the first stage.
+            head_learning_rate: float. Learning rate of the first stage.
+            fine_tune_epochs: int. Epochs of every later stage; 0 drops them.
+            fine_tune_learning_rate: float. Learning rate of later stages.
+            unfreeze: int. Blocks the second stage unfreezes.
+
+        Returns:
+            A new `RunConfig`.
+        """
+        head, *later = self.stages
+        if head_epochs is not None:
+            head = dataclasses.replace(head, epochs=head_epochs)
+        if head_learning_rate is not None:
+            head = dataclasses.replace(head, learning_rate=head_learning_rate)
+        if fine_tune_epochs == 0:
+            later = []
+        for field, value in (("epochs", fine_tune_epochs),
+                             ("learning_rate", fine_tune_learning_rate)):
+            if value is not None:
+                later = [dataclasses.replace(s, **{field: value}) for s in later]
+        if unfreeze is not None:
+            if not later:
+                raise ValueError(
+                    "`unfreeze` needs a fine-tuning stage, but the plan has "
+                    f"none. Received: unfreeze={unfreeze}"
+                )
+            later[0] = dataclasses.replace(later[0], unfreeze=unfreeze)
+        return dataclasses.replace(self, stages=(head, *later))
+
+
+def _field_names(cls):
+    return {field.name for field in dataclasses.fields(cls)}
+
+
+def _build(cls, value, source):
+    if not isinstance(value, dict):
+        raise ValueError(f"{source} must be a mapping. Received: {value!r}")
+    unknown = set(value) - _field_names(cls)
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown field(s) {sorted(unknown)}. Known fields: "
+            f"{sorted(_field_names(cls))}"
+        )
+    return cls(**value)
+
+
+def load_config(path):
+    """Reads a `RunConfig` from a YAML or JSON file.
+
+    Args:
+        path: str or Path. The file; `.json` is read as JSON, anything else
+            as YAML.
+
+    Returns:
+        A `RunConfig`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file not found: {path}")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: not valid YAML/JSON: {error}") from error
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{path}: the top level must be a mapping.")
+    return RunConfig.from_dict(data, source=str(path))
+
+
+def save_config(config, path):
+    """Writes `config` as YAML to `path`."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,123 @@
+"""Export: a SavedModel for TF Serving, the `.keras` model and the labels.
+
+Every export is written into a temporary sibling folder and renamed into
+place, so a reader (or TF Serving watching the folder) never sees a
+half-written model.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+SAVED_MODEL_DIR = "saved_model"
+KERAS_FILE = "model.keras"
+LABELS_FILE = "labels.txt"
+
+
+@contextlib.contextmanager
+def atomic_path(final_path):
+    """Yields a temporary path next to `final_path`, renamed there on success.
+
+    If the body raises, the temporary file or folder is removed and any
+    existing `final_path` is left untouched.
+
+    Args:
+        final_path: str or Path. Where the file or folder should end up.
+
+    Example:
+
+    >>> with atomic_path("out/saved_model") as tmp:
+    ...     tf.saved_model.save(module, str(tmp))
+    """
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.", dir=final_path.parent))
+    tmp = staging / final_path.name
+    try:
+        yield tmp
+        if final_path.exists():
+            # A folder cannot be renamed over a non-empty one: move the old
+            # export aside first, then drop it once the new one is in place.
+            old = staging / "previous"
+            os.replace(final_path, old)
+        os.replace(tmp, final_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_saved_model(model, serving_fn, path):
+    """Writes a SavedModel whose `serving_default` is `serving_fn`.
+
+    Args:
+        model: keras.Model. Tracked so its variables are saved.
+        serving_fn: tf.function with an input signature; returns a dict.
+        path: str or Path. Destination folder, replaced atomically.
+
+    Returns:
+        The destination as a Path.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name="serving_default", fn=serving_fn)
+    with atomic_path(path) as tmp:
+        archive.write_out(str(tmp), verbose=False)
+    return Path(path)
+
+
+def export_run(model, serving_fn, class_names, run_dir):
+    """Writes the run's deployable artefacts.
+
+    Args:
+        model: keras.Model. The trained classifier.
+        serving_fn: tf.function. From the task's `serving_fn`.
+        class_names: sequence of str.
+        run_dir: str or Path.
+
+    Returns:
+        The SavedModel folder as a Path.
+    """
+    run_dir = Path(run_dir)
+    with atomic_path(run_dir / LABELS_FILE) as tmp:
+        tmp.write_text("".join(f"{name}\n" for name in class_names))
+    with atomic_path(run_dir / KERAS_FILE) as tmp:
+        model.save(tmp)
+    return export_saved_model(model, serving_fn, run_dir / SAVED_MODEL_DIR)
+
+
+def _model_dir(path):
+    path = Path(path)
+    return path.parent if path.name == SAVED_MODEL_DIR else path
+
+
+def read_labels(path):
+    """Returns the class names of an export (a run directory or its SavedModel)."""
+    labels = _model_dir(path) / LABELS_FILE
+    if not labels.is_file():
+        raise FileNotFoundError(f"No {LABELS_FILE} next to the model in {_model_dir(path)}.")
+    return labels.read_text().splitlines()
+
+
+def load_serving_model(path):
+    """Loads an exported SavedModel, as TF Serving would.
+
+    Args:
+        path: str or Path. A run directory or its `saved_model/` folder.
+
+    Returns:
+        The loaded object; call `.signatures["serving_default"]` on it. Keep
+        the object alive while using the signature (it owns the variables).
+    """
+    path = Path(path)
+    if (path / SAVED_MODEL_DIR).is_dir():
+        path = path / SAVED_MODEL_DIR
+    if not (path / "saved_model.pb").is_file():
+        raise FileNotFoundError(
+            f"No SavedModel in {path}: expected a run directory holding "
+            f"{SAVED_MODEL_DIR}/ or a SavedModel folder."
+        )
+    return tf.saved_model.load(str(path))

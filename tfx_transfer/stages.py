@@ -1,0 +1,245 @@
+"""Staged unfreezing: the plan, and the loop that runs it.
+
+Stage 1 trains the head on a frozen backbone; later stages unfreeze blocks
+from the top down with a lower learning rate. BatchNormalization layers stay
+frozen in every stage and, because the backbone is called with
+`training=False`, in inference mode too: their moving statistics, learned on
+ImageNet, are never overwritten by a small data set's batches.
+
+A stage keeps its weights only if it improves validation accuracy; otherwise
+the previous stage's weights come back. Each finished stage is recorded in
+`stages.json` with its weights, so an interrupted run resumes after the last
+finished stage (and mid-stage, from Keras' `BackupAndRestore`).
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+
+STATE_FILE = "stages.json"
+KEPT_WEIGHTS = "kept.weights.h5"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+    """What one stage did.
+
+    Args:
+        name: str. The stage's name.
+        unfreeze: int. Backbone blocks that were trainable.
+        learning_rate: float. Its learning rate.
+        trainable_weights: int. Number of trainable weight tensors.
+        epochs_run: int. Epochs actually run (early stopping may cut them).
+        val_accuracy: float. Validation accuracy of its best epoch.
+        kept: bool. Whether its weights were kept (it beat the stage before).
+        history: dict. Per-epoch metrics from `fit`.
+    """
+
+    name: str
+    unfreeze: int
+    learning_rate: float
+    trainable_weights: int
+    epochs_run: int
+    val_accuracy: float
+    kept: bool
+    history: dict
+
+
+def check_unfreeze(unfreeze_groups, count):
+    """Raises if a stage asks for more blocks than the backbone has."""
+    if not 0 <= count <= len(unfreeze_groups):
+        raise ValueError(
+            f"This backbone has {len(unfreeze_groups)} blocks to unfreeze. "
+            f"Received: unfreeze={count}"
+        )
+
+
+def set_trainable_blocks(backbone, unfreeze_groups, count):
+    """Makes the top `count` blocks of `backbone` trainable, except BatchNorm.
+
+    Args:
+        backbone: keras.Model. The backbone inside the classifier.
+        unfreeze_groups: tuple of tuples of str. Layer-name prefixes per
+            block, top first (`BackboneSpec.unfreeze_groups`).
+        count: int. Blocks to unfreeze; 0 freezes the whole backbone.
+
+    Example:
+
+    >>> set_trainable_blocks(backbone, spec.unfreeze_groups, 2)
+    """
+    check_unfreeze(unfreeze_groups, count)
+    if count == 0:
+        backbone.trainable = False
+        return
+    prefixes = tuple(prefix for group in unfreeze_groups[:count] for prefix in group)
+    backbone.trainable = True
+    for layer in backbone.layers:
+        layer.trainable = layer.name.startswith(prefixes) and not isinstance(
+            layer, keras.layers.BatchNormalization
+        )
+
+
+def describe_plan(stages, unfreeze_groups):
+    """Returns the staged plan as lines a person can read."""
+    lines = ["Training plan:"]
+    for number, stage in enumerate(stages, 1):
+        if stage.unfreeze == 0:
+            what = "head only, backbone frozen"
+        else:
+            names = ", ".join(group[0].rstrip("_") for group in unfreeze_groups[: stage.unfreeze])
+            what = f"head + top {stage.unfreeze} backbone block(s) [{names}]"
+        lines.append(
+            f"  stage {number} '{stage.name}': {what}; learning rate "
+            f"{stage.learning_rate:g}; up to {stage.epochs} epochs, "
+            f"early stopping after {stage.patience} (BatchNorm frozen)"
+        )
+    return "\n".join(lines)
+
+
+def _stage_callbacks(stage, run_dir, verbose):
+    checkpoints = run_dir / "checkpoints"
+    logs = run_dir / "logs"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    return [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage.name)),
+        keras.callbacks.EarlyStopping(
+            monitor="val_accuracy",
+            mode="max",
+            patience=stage.patience,
+            restore_best_weights=True,
+            verbose=verbose,
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoints / f"{stage.name}.weights.h5"),
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        keras.callbacks.TensorBoard(log_dir=str(logs / stage.name)),
+        keras.callbacks.CSVLogger(str(logs / f"{stage.name}.csv"), append=True),
+    ]
+
+
+def _read_state(run_dir):
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        return {}
+    return {entry["name"]: StageResult(**entry) for entry in json.loads(path.read_text())}
+
+
+def _write_state(run_dir, results):
+    path = run_dir / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    tmp.replace(path)
+
+
+def run_stages(
+    model,
+    backbone,
+    unfreeze_groups,
+    stages,
+    train_data,
+    val_data,
+    run_dir,
+    class_weight=None,
+    label_smoothing=0.0,
+    jit_compile=False,
+    verbose=2,
+):
+    """Runs the staged plan on `model`, resuming from `run_dir` if it can.
+
+    Args:
+        model: keras.Model. The classifier; trained in place.
+        backbone: keras.Model. The backbone inside `model`.
+        unfreeze_groups: tuple. `BackboneSpec.unfreeze_groups`.
+        stages: sequence of `tfx_transfer.config.StageConfig`.
+        train_data: tf.data.Dataset. Batches of (images, one-hot labels).
+        val_data: tf.data.Dataset. Same, for early stopping and selection.
+        run_dir: str or Path. Checkpoints, logs and `stages.json` go here.
+        class_weight: dict or None. Passed to `fit`.
+        label_smoothing: float. Of the categorical cross-entropy.
+        jit_compile: bool. XLA-compile the train step.
+        verbose: int. Keras `fit` verbosity.
+
+    Returns:
+        A list of `StageResult`, one per stage, in order. On return `model`
+        holds the weights of the best kept stage.
+    """
+    run_dir = Path(run_dir)
+    done = _read_state(run_dir)
+    kept_path = run_dir / "checkpoints" / KEPT_WEIGHTS
+    if done and kept_path.is_file():
+        model.load_weights(str(kept_path))
+    results = []
+    best = None
+    for stage in stages:
+        if stage.name in done:
+            result = done[stage.name]
+            print(f"Stage '{stage.name}' already finished; resuming after it.")
+        else:
+            result = _run_stage(
+                model, backbone, unfreeze_groups, stage, train_data, val_data,
+                run_dir, class_weight, label_smoothing, jit_compile, verbose, best,
+            )
+            if result.kept:
+                model.save_weights(str(kept_path))
+            else:
+                model.load_weights(str(kept_path))
+                print(
+                    f"Stage '{stage.name}' reached validation accuracy "
+                    f"{result.val_accuracy:.4f}, not better than "
+                    f"{best.val_accuracy:.4f} of stage '{best.name}': its "
+                    f"weights are discarded and '{best.name}' is kept."
+                )
+        results.append(result)
+        _write_state(run_dir, results)
+        if result.kept:
+            best = result
+    return results
+
+
+def _run_stage(
+    model, backbone, unfreeze_groups, stage, train_data, val_data, run_dir,
+    class_weight, label_smoothing, jit_compile, verbose, best,
+):
+    set_trainable_blocks(backbone, unfreeze_groups, stage.unfreeze)
+    # Recompiling is what makes the new trainable flags take effect.
+    model.compile(
+        optimizer=keras.optimizers.Adam(stage.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+    trainable = len(model.trainable_weights)
+    print(
+        f"\nStage '{stage.name}': {trainable} trainable weight tensors, "
+        f"learning rate {stage.learning_rate:g}"
+    )
+    history = {}
+    if stage.epochs > 0:
+        fit = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=stage.epochs,
+            class_weight=class_weight,
+            callbacks=_stage_callbacks(stage, run_dir, verbose),
+            verbose=verbose,
+        )
+        history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
+    # The restored best epoch, measured again rather than read from logs.
+    val_accuracy = float(model.evaluate(val_data, return_dict=True, verbose=0)["accuracy"])
+    return StageResult(
+        name=stage.name,
+        unfreeze=stage.unfreeze,
+        learning_rate=stage.learning_rate,
+        trainable_weights=trainable,
+        epochs_run=len(history.get("loss", [])),
+        val_accuracy=val_accuracy,
+        kept=best is None or val_accuracy > best.val_accuracy,
+        history=history,
+    )

@@ -1,0 +1,203 @@
+"""`python -m tfx_transfer.train`: config -> data -> model -> stages -> report -> export.
+
+Each step is one call; nothing downstream reaches back upstream. Run
+`python -m tfx_transfer.train --help` for the flags.
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import keras
+
+from tfx_transfer import backbones, evaluate, export, stages
+from tfx_transfer.config import RunConfig, load_config, save_config
+from tfx_transfer.data import augment, class_weights, pipeline
+from tfx_transfer.tasks import images
+
+CONFIG_FILE = "config.yaml"
+DATA_REPORT_FILE = "data_report.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a finished run produced.
+
+    Args:
+        run_dir: Path. The run directory.
+        metrics: dict. Test-set metrics (as in `metrics.json`).
+        stages: list of `tfx_transfer.stages.StageResult`.
+        saved_model: Path. The exported SavedModel folder.
+        report: str. The text of `report.txt`.
+    """
+
+    run_dir: Path
+    metrics: dict
+    stages: list
+    saved_model: Path
+    report: str
+
+
+def new_run_dir(config):
+    """Creates and returns a fresh, uniquely named run directory."""
+    name = config.run_name or (
+        f"{config.task}-{config.model.backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    root = Path(config.output_dir)
+    run_dir, suffix = root / name, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = root / f"{name}-{suffix}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def resume_config(run_dir):
+    """Returns the `RunConfig` an earlier (maybe interrupted) run was started with."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Cannot resume {run_dir}: it holds no {CONFIG_FILE}. Is it a run directory?"
+        )
+    return load_config(path)
+
+
+def build_datasets(data, config, image_size):
+    """Returns (train, val, test) tf.data pipelines for `data`."""
+    augmentation = None
+    if config.augment.enabled:
+        augmentation = augment.build_augmentation(
+            flip=config.augment.flip,
+            rotation=config.augment.rotation,
+            zoom=config.augment.zoom,
+            contrast=config.augment.contrast,
+            seed=config.data.seed,
+        )
+    num_classes = len(data.class_names)
+    return tuple(
+        pipeline.make_image_dataset(
+            data.splits[split],
+            image_size=image_size,
+            batch_size=config.data.batch_size,
+            num_classes=num_classes,
+            training=split == "train",
+            augmentation=augmentation if split == "train" else None,
+            seed=config.data.seed,
+        )
+        for split in ("train", "val", "test")
+    )
+
+
+def run(config=None, run_dir=None, verbose=2):
+    """Trains, evaluates and exports one image classifier.
+
+    Args:
+        config: RunConfig or None. None uses the defaults (bundled data,
+            EfficientNet-Lite0 with its bundled ImageNet weights).
+        run_dir: str, Path or None. An existing run directory to resume;
+            its `config.yaml` is used and `config` must be None.
+        verbose: int. Keras progress verbosity (0 silent, 2 one line per epoch).
+
+    Returns:
+        A `RunResult`.
+
+    Example:
+
+    >>> result = run(RunConfig(data=DataConfig(path="my_photos/")))
+    >>> result.metrics["accuracy"]
+    """
+    if run_dir is not None:
+        if config is not None:
+            raise ValueError("Pass either `config` or a `run_dir` to resume, not both.")
+        run_dir = Path(run_dir)
+        config = resume_config(run_dir)
+    config = config or RunConfig()
+    started = time.time()
+
+    # Config: weights are resolved first, so a missing download fails
+    # before any data is read.
+    spec = backbones.get_backbone_spec(config.model.backbone)
+    weights_path = backbones.resolve_weights(spec, config.model.weights)
+    image_size = config.data.image_size or spec.image_size
+    for stage in config.stages:
+        stages.check_unfreeze(spec.unfreeze_groups, stage.unfreeze)
+    keras.utils.set_random_seed(config.data.seed)
+    if run_dir is None:
+        run_dir = new_run_dir(config)
+        save_config(config, run_dir / CONFIG_FILE)
+    print(f"Run directory: {run_dir}")
+
+    # Data.
+    data = images.read_data(config.data)
+    data_report = data.report()
+    (run_dir / DATA_REPORT_FILE).write_text(json.dumps(data_report, indent=2))
+    print(_describe_data(data))
+    train_data, val_data, test_data = build_datasets(data, config, image_size)
+    weights = None
+    if config.data.class_weights:
+        weights = class_weights.class_weights(
+            data.splits["train"].labels, len(data.class_names)
+        )
+
+    # Model.
+    backbone = backbones.build_backbone(spec, weights_path, image_size)
+    model = images.build_image_classifier(
+        spec, backbone, len(data.class_names), config.model, image_size
+    )
+
+    # Stages.
+    print(stages.describe_plan(config.stages, spec.unfreeze_groups))
+    stage_results = stages.run_stages(
+        model,
+        backbone,
+        spec.unfreeze_groups,
+        config.stages,
+        train_data,
+        val_data,
+        run_dir,
+        class_weight=weights,
+        label_smoothing=config.model.label_smoothing,
+        jit_compile=config.jit_compile,
+        verbose=verbose,
+    )
+
+    # Evaluate.
+    header = (
+        f"tfx_transfer {config.task} run {run_dir.name}: backbone "
+        f"{spec.name} ({config.model.weights} weights), {image_size}x{image_size}, "
+        f"{len(data.class_names)} classes"
+    )
+    metrics, report = evaluate.write_report(
+        model, test_data, data.class_names, stage_results, data_report, run_dir, header
+    )
+
+    # Export.
+    saved_model = export.export_run(
+        model,
+        images.serving_fn(model, data.class_names, image_size),
+        data.class_names,
+        run_dir,
+    )
+    print("\n" + report)
+    print(f"Finished in {time.time() - started:.0f} s.")
+    print(f"Exported SavedModel: {saved_model}")
+    return RunResult(run_dir, metrics, stage_results, saved_model, report)
+
+
+def _describe_data(data):
+    sizes = ", ".join(f"{name} {len(split.paths)}" for name, split in data.splits.items())
+    text = (
+        f"Data: {len(data.class_names)} classes ({', '.join(data.class_names)}); "
+        f"{sizes} ({data.split_source})"
+    )
+    if data.skipped:
+        text += f"\nSkipped {len(data.skipped)} unreadable file(s); see {DATA_REPORT_FILE}:"
+        text += "".join(f"\n  {path}: {reason}" for path, reason in data.skipped[:10])
+    return text
+
+
+if __name__ == "__main__":
+    from tfx_transfer.cli import train_command
+
+    train_command(prog_name="python -m tfx_transfer.train")
