@@ -227,6 +227,7 @@ def _run_stage(
             validation_data=val_data,
             epochs=stage.epochs,
             class_weight=class_weight,
+            shuffle=False,  # The training pipeline reshuffles itself.
             callbacks=_stage_callbacks(stage, run_dir, verbose),
             verbose=verbose,
         )

@@ -44,7 +44,8 @@ class ImageSplit:
 
     def class_counts(self, num_classes):
         """Return a list with the number of examples of each class."""
-        counts = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=num_classes)
+        labels = np.asarray(self.labels, dtype=np.int64)
+        counts = np.bincount(labels, minlength=num_classes)
         return [int(count) for count in counts]
 
 
@@ -88,24 +89,22 @@ class ImageFolderData:
 
         Returns:
             A dict of plain str/int/list/dict values: `class_names`,
-            `split_source`, `carved_splits`, `splits` (each with `total` and
-            `per_class` counts by class name), `skipped_total` and `skipped`
-            (a list of `{"path", "reason"}`).
+            `split_source`, `carved_splits`, `counts` (split name ->
+            class name -> count), `totals` (split name -> count),
+            `num_skipped` and `skipped` (a list of `[path, reason]`).
         """
-        splits = {}
-        for name, split in self.splits.items():
-            counts = split.class_counts(self.num_classes)
-            splits[name] = {
-                "total": len(split),
-                "per_class": dict(zip(self.class_names, counts)),
-            }
+        counts = {
+            name: dict(zip(self.class_names, split.class_counts(self.num_classes)))
+            for name, split in self.splits.items()
+        }
         return {
             "class_names": list(self.class_names),
             "split_source": self.split_source,
             "carved_splits": list(self.carved_splits),
-            "splits": splits,
-            "skipped_total": len(self.skipped),
-            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
+            "counts": counts,
+            "totals": {name: len(split) for name, split in self.splits.items()},
+            "num_skipped": len(self.skipped),
+            "skipped": [[path, reason] for path, reason in self.skipped],
         }
 
 
@@ -147,12 +146,15 @@ def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):
     ```python
     data = read_image_folder("data/fashion_mnist", seed=0)
     data.class_names[:2]  # ("ankle_boot", "bag")
-    data.report()["splits"]["test"]["total"]  # 150
+    data.report()["totals"]["test"]  # 150
     ```
     """
-    for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+    given = {"val_fraction": val_fraction, "test_fraction": test_fraction}
+    for name, fraction in given.items():
         if not 0 <= fraction < 1:
-            raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={fraction}")
+            raise ValueError(
+                f"`{name}` must be in [0, 1). Received: {name}={fraction}"
+            )
     if val_fraction + test_fraction >= 1:
         raise ValueError(
             "`val_fraction + test_fraction` must be below 1 to leave images to "
@@ -167,6 +169,11 @@ def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):
         return _read_split_folders(root, val_fraction, test_fraction, seed)
 
     class_names = _class_folders(root)
+    if class_names and set(class_names) <= set(SPLIT_NAMES):
+        raise ValueError(
+            f"Image folder {root} has split folders {list(class_names)} but no "
+            "train/ folder; add train/, or use one folder per class instead."
+        )
     _check_class_count(class_names, root)
     skipped = _stray_images(root)
     whole = _read_classes(root, class_names, class_names, skipped, True)
@@ -312,7 +319,7 @@ def _read_classes(folder, folder_classes, class_names, skipped, require_all=Fals
             if bad:
                 detail += f" (first: {bad[0][0]}: {bad[0][1]})"
             if others:
-                detail += f", {others} files without an image extension"
+                detail += f", {others} other files ignored"
             raise ValueError(
                 f"Class {name!r} has no usable image in "
                 f"{os.path.join(folder, name)}: {detail}. Image extensions: "
@@ -365,19 +372,20 @@ def _carve(split, cut, seed):
     """Split `split` into (rest, carved) with every class in both."""
     indices = np.arange(len(split))
     labels = np.asarray(split.labels)
+    # Each cut takes from what earlier cuts left, so the fraction of the
+    # whole becomes a larger share of the rest.
+    share = cut.fraction / cut.rest_share
     try:
-        # Each cut takes from what earlier cuts left, so the fraction of the
-        # whole becomes a larger share of the rest.
         keep, take = train_test_split(
-            indices,
-            test_size=cut.fraction / cut.rest_share,
-            random_state=seed,
-            stratify=labels,
+            indices, test_size=share, random_state=seed, stratify=labels
         )
     except ValueError:
         # sklearn refuses when a part would hold fewer images than there are
-        # classes, or a class has one image; the error below says what to do.
-        keep = take = np.array([], dtype=np.int64)
+        # classes, or a class has one image. Its own count of the carved part
+        # tells which part is short; the error below says what to do.
+        carved_too_small = math.ceil(share * len(split)) < len(cut.class_names)
+        part_name = cut.name if carved_too_small else "train"
+        raise _too_small_error(split, part_name, cut) from None
     for part_name, part in ((cut.name, take), ("train", keep)):
         if len(set(labels[part].tolist())) < len(cut.class_names):
             raise _too_small_error(split, part_name, cut)
@@ -401,8 +409,8 @@ def _too_small_error(split, part_name, cut):
     )
     if counts[smallest] < 3:
         return ValueError(
-            f"{head} Each class needs at least 3 usable images to appear in "
-            "train, val and test; add images to it."
+            f"{head} Every class needs a usable image in every split (3 for "
+            "train, val and test); add images to it."
         )
     if part_name == "train":
         return ValueError(

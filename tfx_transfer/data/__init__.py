@@ -1,0 +1,17 @@
+"""Data readers: image folders, tf.data pipelines, augmentation, weights.
+
+`class_weights` here is the module; its function is
+`tfx_transfer.data.class_weights.class_weights`. Re-exporting the function
+under the same name would hide the module from `from tfx_transfer.data import
+class_weights`.
+"""
+
+from tfx_transfer.data import class_weights
+from tfx_transfer.data.augment import build_augmentation
+from tfx_transfer.data.bundled import bundled_data_dir
+from tfx_transfer.data.folders import IMAGE_EXTENSIONS
+from tfx_transfer.data.folders import ImageFolderData
+from tfx_transfer.data.folders import ImageSplit
+from tfx_transfer.data.folders import read_image_folder
+from tfx_transfer.data.pipeline import decode_and_resize
+from tfx_transfer.data.pipeline import make_image_dataset

@@ -1,0 +1,122 @@
+"""tf.data pipelines that turn an `ImageSplit` into training batches."""
+
+import tensorflow as tf
+
+
+def decode_and_resize(image_bytes, image_size):
+    """Decode encoded image bytes into a float32 RGB image of a fixed size.
+
+    JPEG, PNG, BMP and GIF (first frame) are decoded; grey and RGBA images
+    become 3-channel RGB. Only core TensorFlow ops are used, so the same
+    function runs in tf.data, in eager code and inside an exported serving
+    `tf.function` on a scalar string tensor.
+
+    Args:
+        image_bytes: scalar string tensor. the encoded image file.
+        image_size: int. output height and width in pixels.
+
+    Returns:
+        A float32 tensor of shape `[image_size, image_size, 3]` with values
+        in 0..255, resized with bilinear interpolation.
+
+    Example:
+
+    ```python
+    image = decode_and_resize(tf.io.read_file("cat.jpg"), 224)
+    image.shape  # TensorShape([224, 224, 3])
+    ```
+    """
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    # decode_image cannot know the rank inside a graph when animations are
+    # folded away; resize needs it.
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(image, (image_size, image_size), method="bilinear")
+    return tf.cast(image, tf.float32)
+
+
+def make_image_dataset(
+    split,
+    image_size,
+    batch_size,
+    num_classes,
+    training,
+    augmentation=None,
+    seed=42,
+    cache=True,
+):
+    """Build a batched `tf.data.Dataset` of images and one-hot labels.
+
+    Files are read and decoded in parallel and (with `cache`) the decoded,
+    resized images are kept in memory, so later epochs skip the decoding.
+    For training the examples are shuffled anew every epoch and
+    `augmentation` is applied to each batch after the cache, so each epoch
+    sees fresh random transforms. For evaluation the order is the split's
+    own and nothing random happens.
+
+    Args:
+        split: `ImageSplit`. the paths and integer labels to read.
+        image_size: int. height and width of the output images.
+        batch_size: int. examples per batch; the last batch may be smaller.
+        num_classes: int. length of the one-hot label vectors.
+        training: bool. shuffle and augment when True.
+        augmentation: callable or None. a Keras model such as
+            `build_augmentation()`'s, called as `augmentation(x,
+            training=True)` on each training batch.
+        seed: int. seed of the shuffle.
+        cache: bool. keep decoded images in memory after the first pass.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels)`: float32
+        `[batch, image_size, image_size, 3]` images in 0..255 and float32
+        `[batch, num_classes]` one-hot labels, which label smoothing in
+        `CategoricalCrossentropy` can use directly.
+
+    Example:
+
+    ```python
+    data = read_image_folder("data/fashion_mnist")
+    train_ds = make_image_dataset(
+        data.splits["train"], 224, 32, data.num_classes, training=True,
+        augmentation=build_augmentation(),
+    )
+    ```
+    """
+    if len(split) == 0:
+        raise ValueError("Cannot make a dataset from an empty split.")
+    if batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be at least 1. Received: batch_size={batch_size}"
+        )
+    if num_classes < 1:
+        raise ValueError(
+            f"`num_classes` must be at least 1. Received: num_classes={num_classes}"
+        )
+
+    def load(path, label):
+        image = decode_and_resize(tf.io.read_file(path), image_size)
+        return image, tf.one_hot(label, num_classes, dtype=tf.float32)
+
+    shuffle = training and len(split) > 1
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (list(split.paths), tf.constant(split.labels, dtype=tf.int32))
+    )
+    if shuffle and not cache:
+        # Without a cache, shuffling the paths is as good and far cheaper than
+        # holding a buffer of decoded images.
+        dataset = dataset.shuffle(len(split), seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    if cache:
+        dataset = dataset.cache()
+        if shuffle:
+            dataset = dataset.shuffle(
+                len(split), seed, reshuffle_each_iteration=True
+            )
+    dataset = dataset.batch(batch_size)
+    if training and augmentation is not None:
+        dataset = dataset.map(
+            lambda images, labels: (augmentation(images, training=True), labels),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
