@@ -141,11 +141,15 @@ def predict_command(model_path, images, top_k):
     from tfx_transfer import predict
 
     try:
-        serving = predict.ImagePredictor(model_path)
-        for path in images:
-            print(predict.format_top_k(path, serving.top_k(Path(path).read_bytes(), top_k)))
-    except (ValueError, FileNotFoundError) as error:
+        predictor = predict.ImagePredictor(model_path)
+    except FileNotFoundError as error:
         raise click.ClickException(str(error)) from error
+    for path in images:
+        try:
+            top = predictor.top_k(Path(path).read_bytes(), top_k)
+        except ValueError as error:
+            raise click.ClickException(f"{path}: {error}") from error
+        click.echo(predict.format_top_k(path, top))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
