@@ -96,8 +96,9 @@ def EfficientNetLite0(
 
     Example:
     ```python
+    images = np.random.uniform(0, 255, (2, IMAGE_SIZE, IMAGE_SIZE, 3))
     backbone = EfficientNetLite0(include_top=False, pooling="avg")
-    features = backbone.predict(preprocess_input(images))  # (n, 1280)
+    features = backbone.predict(preprocess_input(images))  # (2, 1280)
     ```
     """
     input_shape = _validate_arguments(
@@ -350,8 +351,11 @@ def assign_torch_weights(model, state_dict):
 
     Example:
     ```python
+    from tfx_transfer import weights
+
+    pth = weights.efficientnet_lite0_pth_path()
     model = EfficientNetLite0(weights=None)
-    assign_torch_weights(model, load_torch_state_dict(pth_path))
+    assign_torch_weights(model, weights.load_torch_state_dict(pth))
     ```
     """
     sources = _torch_sources()

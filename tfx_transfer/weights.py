@@ -180,7 +180,8 @@ def cached_file(filename, build):
 
     Example:
     ```python
-    path = cached_file("notes.weights.h5", model.save_weights)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    path = cached_file("tiny.weights.h5", model.save_weights)
     ```
     """
     path = cache_dir() / "weights" / filename
@@ -225,6 +226,10 @@ def _build_atomically(path, sidecar, build):
         for leftover in (tmp, tmp_sidecar):
             if os.path.exists(leftover):
                 os.unlink(leftover)
+
+
+class _ForbiddenGlobalError(pickle.UnpicklingError):
+    """A pickle asked for a global outside the state-dict allow list."""
 
 
 class _StorageType:
@@ -289,7 +294,7 @@ class _StateDictUnpickler(pickle.Unpickler):
             return self._ALLOWED[(module, name)]
         if module == "torch" and name in _TORCH_STORAGE_DTYPES:
             return _StorageType(name)
-        raise pickle.UnpicklingError(
+        raise _ForbiddenGlobalError(
             f"Refusing to load {self.source}: it references the global "
             f"{module}.{name}, which a state dict does not need."
         )
@@ -350,30 +355,35 @@ def load_torch_state_dict(path):
         def load_next():
             # One unpickler per pickle, as `torch.save` wrote them, so no
             # memo entries leak from one pickle into the next.
-            return _StateDictUnpickler(f, path, storage_types, views).load()
+            unpickler = _StateDictUnpickler(f, path, storage_types, views)
+            try:
+                return unpickler.load()
+            except _ForbiddenGlobalError:
+                raise
+            except (pickle.UnpicklingError, EOFError) as e:
+                raise ValueError(
+                    f"{path} is not a valid legacy torch.save file: {e}"
+                ) from e
 
-        try:
-            magic = load_next()
-            protocol = load_next()
-            sys_info = load_next()
-        except (pickle.UnpicklingError, EOFError, ValueError) as e:
-            raise ValueError(
-                f"{path} is not a legacy torch.save file: {e}"
-            ) from e
+        magic = load_next()
         if magic != _TORCH_MAGIC_NUMBER:
             raise ValueError(
                 f"{path} is not a legacy torch.save file: bad magic number "
                 f"{magic!r:.40}."
             )
+        protocol = load_next()
         if protocol != _TORCH_PROTOCOL_VERSION:
             raise ValueError(
                 f"{path} uses torch.save protocol {protocol!r:.40}; only "
                 f"{_TORCH_PROTOCOL_VERSION} is supported."
             )
+        sys_info = load_next()
         if not (isinstance(sys_info, dict) and sys_info.get("little_endian")):
             raise ValueError(f"{path} was not written little-endian.")
         state = load_next()
         keys = load_next()
+        if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+            raise ValueError(f"{path}: the storage key list is malformed.")
         storages = _read_storages(f, path, keys, storage_types)
     if not isinstance(state, dict):
         raise ValueError(
