@@ -11,7 +11,7 @@ from tfx_transfer.data.augment import build_augmentation
 from tfx_transfer.data.bundled import bundled_data_dir
 from tfx_transfer.data.folders import IMAGE_EXTENSIONS
 from tfx_transfer.data.folders import ImageFolderData
-from tfx_transfer.data.folders import ImageSplit
+from tfx_transfer.data.splits import ImageSplit
 from tfx_transfer.data.folders import read_image_folder
 from tfx_transfer.data.pipeline import decode_and_resize
 from tfx_transfer.data.pipeline import make_image_dataset

@@ -1,52 +1,15 @@
 """Read a folder-per-class image tree into labelled, stratified splits."""
 
 import dataclasses
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import tensorflow as tf
-from sklearn.model_selection import train_test_split
+
+from tfx_transfer.data.splits import ImageSplit, seeded_split, sorted_split
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLIT_NAMES = ("train", "val", "test")
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageSplit:
-    """Image file paths and their integer labels, in a fixed order.
-
-    Args:
-        paths: tuple of str. image file paths.
-        labels: tuple of int. the class index of each path, same length.
-
-    Example:
-
-    ```python
-    split = ImageSplit(paths=("cat/1.png", "dog/1.png"), labels=(0, 1))
-    len(split)  # 2
-    ```
-    """
-
-    paths: tuple[str, ...] = ()
-    labels: tuple[int, ...] = ()
-
-    def __post_init__(self):
-        if len(self.paths) != len(self.labels):
-            raise ValueError(
-                "`paths` and `labels` must have the same length. Received: "
-                f"{len(self.paths)} paths, {len(self.labels)} labels."
-            )
-
-    def __len__(self):
-        return len(self.paths)
-
-    def class_counts(self, num_classes):
-        """Return a list with the number of examples of each class."""
-        labels = np.asarray(self.labels, dtype=np.int64)
-        counts = np.bincount(labels, minlength=num_classes)
-        return [int(count) for count in counts]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +141,7 @@ def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):
     skipped = _stray_images(root)
     whole = _read_classes(root, class_names, class_names, skipped, True)
     fractions = {"test": test_fraction, "val": val_fraction}
-    splits = _seeded_split(whole, fractions, seed, class_names, root)
+    splits = seeded_split(whole, fractions, seed, class_names, root)
     return ImageFolderData(
         class_names=class_names,
         splits={name: splits[name] for name in SPLIT_NAMES},
@@ -220,7 +183,7 @@ def _read_split_folders(root, val_fraction, test_fraction, seed):
             )
         skipped += _stray_images(folder)
         splits[name] = _read_classes(folder, folder_classes, class_names, skipped)
-    splits.update(_seeded_split(train, missing, seed, class_names, train_dir))
+    splits.update(seeded_split(train, missing, seed, class_names, train_dir))
     return ImageFolderData(
         class_names=class_names,
         splits={name: splits[name] for name in SPLIT_NAMES},
@@ -327,101 +290,4 @@ def _read_classes(folder, folder_classes, class_names, skipped, require_all=Fals
             )
         paths.extend(usable)
         labels.extend([class_names.index(name)] * len(usable))
-    return _sorted_split(paths, labels)
-
-
-def _sorted_split(paths, labels):
-    order = sorted(range(len(paths)), key=paths.__getitem__)
-    return ImageSplit(
-        paths=tuple(paths[i] for i in order),
-        labels=tuple(int(labels[i]) for i in order),
-    )
-
-
-def _seeded_split(whole, fractions, seed, class_names, folder):
-    """Carve each `{split name: fraction of whole}` from `whole`, stratified.
-
-    Returns a dict with the carved splits and `"train"`, what is left.
-    """
-    rest = whole
-    rest_share = 1.0
-    splits = {}
-    for name, fraction in fractions.items():
-        if fraction == 0:
-            splits[name] = ImageSplit()
-            continue
-        cut = _Cut(name, fraction, rest_share, class_names, folder)
-        rest, splits[name] = _carve(rest, cut, seed)
-        rest_share -= fraction
-    splits["train"] = rest
-    return splits
-
-
-@dataclasses.dataclass(frozen=True)
-class _Cut:
-    """One stratified cut: `fraction` of the whole, taken from `rest_share`."""
-
-    name: str
-    fraction: float
-    rest_share: float
-    class_names: tuple[str, ...]
-    folder: str
-
-
-def _carve(split, cut, seed):
-    """Split `split` into (rest, carved) with every class in both."""
-    indices = np.arange(len(split))
-    labels = np.asarray(split.labels)
-    # Each cut takes from what earlier cuts left, so the fraction of the
-    # whole becomes a larger share of the rest.
-    share = cut.fraction / cut.rest_share
-    try:
-        keep, take = train_test_split(
-            indices, test_size=share, random_state=seed, stratify=labels
-        )
-    except ValueError:
-        # sklearn refuses when a part would hold fewer images than there are
-        # classes, or a class has one image. Its own count of the carved part
-        # tells which part is short; the error below says what to do.
-        carved_too_small = math.ceil(share * len(split)) < len(cut.class_names)
-        part_name = cut.name if carved_too_small else "train"
-        raise _too_small_error(split, part_name, cut) from None
-    for part_name, part in ((cut.name, take), ("train", keep)):
-        if len(set(labels[part].tolist())) < len(cut.class_names):
-            raise _too_small_error(split, part_name, cut)
-    return _subset(split, keep), _subset(split, take)
-
-
-def _subset(split, indices):
-    return _sorted_split(
-        [split.paths[i] for i in indices], [split.labels[i] for i in indices]
-    )
-
-
-def _too_small_error(split, part_name, cut):
-    counts = split.class_counts(len(cut.class_names))
-    smallest = int(np.argmin(counts))
-    head = (
-        f"Split {part_name!r} is too small to hold every class of {cut.folder} "
-        f"with {cut.name}_fraction={cut.fraction}: class "
-        f"{cut.class_names[smallest]!r} has only {counts[smallest]} usable "
-        f"images of the {len(split)} being split."
-    )
-    if counts[smallest] < 3:
-        return ValueError(
-            f"{head} Every class needs a usable image in every split (3 for "
-            "train, val and test); add images to it."
-        )
-    if part_name == "train":
-        return ValueError(
-            f"{head} Use a smaller {cut.name}_fraction, or add images to the "
-            "smallest classes."
-        )
-    # The carved part needs one image of the smallest class and one image per
-    # class overall; the larger bound decides, scaled back to the whole.
-    needed = max(1 / counts[smallest], len(cut.class_names) / len(split))
-    suggestion = math.ceil(needed * cut.rest_share * 20) / 20
-    return ValueError(
-        f"{head} Use {cut.name}_fraction={suggestion:.2f} or more, or add "
-        "images to the smallest classes."
-    )
+    return sorted_split(paths, labels)
