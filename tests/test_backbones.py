@@ -1,0 +1,60 @@
+import hashlib
+
+import numpy as np
+import pytest
+
+from tfx_transfer import backbones, weights
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    spec = backbones.get_backbone_spec("mobilenet_v2")
+    source = backbones.build_backbone(spec, None, 96)
+    path = tmp_path / "mine.weights.h5"
+    source.save_weights(path)
+    resolved = backbones.resolve_weights(spec, str(path))
+    loaded = backbones.build_backbone(spec, resolved, 96)
+    for a, b in zip(source.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_weights_of_another_architecture_are_refused_by_name(tmp_path):
+    lite = backbones.get_backbone_spec("efficientnet_lite0")
+    path = tmp_path / "lite.weights.h5"
+    backbones.build_backbone(lite, None, 96).save_weights(path)
+    spec = backbones.get_backbone_spec("mobilenet_v2")
+    with pytest.raises(ValueError, match="lite.weights.h5"):
+        backbones.build_backbone(spec, str(path), 96)
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    spec = backbones.get_backbone_spec("resnet50")
+    with pytest.raises(FileNotFoundError, match="nowhere.h5"):
+        backbones.resolve_weights(spec, str(tmp_path / "nowhere.h5"))
+
+
+def test_corrupt_copy_of_a_published_keras_file_is_refused_with_both_hashes(tmp_path):
+    spec = backbones.get_backbone_spec("resnet50")
+    path = tmp_path / spec.weights_file
+    path.write_bytes(b"truncated download")
+    actual = hashlib.md5(b"truncated download").hexdigest()
+    with pytest.raises(weights.WeightsIntegrityError) as error:
+        backbones.resolve_weights(spec, str(path))
+    assert spec.weights_hash in str(error.value) and actual in str(error.value)
+
+
+def test_unknown_backbone_lists_the_choices():
+    with pytest.raises(ValueError, match="efficientnet_lite0"):
+        backbones.get_backbone_spec("vgg99")
+
+
+def test_preprocessing_modes_match_the_reference_functions():
+    import keras
+
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(
+        backbones.ImagePreprocessing("caffe")(x),
+        keras.applications.resnet50.preprocess_input(x.copy()), atol=1e-4)
+    np.testing.assert_allclose(
+        backbones.ImagePreprocessing("tf")(x),
+        keras.applications.mobilenet_v2.preprocess_input(x.copy()), atol=1e-5)
+    np.testing.assert_allclose(backbones.ImagePreprocessing("lite")(x), (x - 127) / 128, atol=1e-6)
