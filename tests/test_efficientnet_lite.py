@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from tfx_transfer import weights
+from tfx_transfer import torch_state_dict, weights
 from tfx_transfer.efficientnet_lite import IMAGE_SIZE
 from tfx_transfer.efficientnet_lite import UNFREEZE_GROUPS
 from tfx_transfer.efficientnet_lite import EfficientNetLite0
@@ -133,7 +133,7 @@ def _bn_relu6(x, state, prefix):
 
 
 def test_first_stage_matches_numpy_reference(home):
-    state = weights.load_torch_state_dict(weights.efficientnet_lite0_pth_path())
+    state = torch_state_dict.load_torch_state_dict(weights.efficientnet_lite0_pth_path())
     state = {name: value.astype(np.float64) for name, value in state.items()}
     # Odd height and even width: TF pads (1, 1) and (0, 1) here.
     images = np.random.default_rng(0).uniform(-1, 1, (2, 33, 32, 3))
@@ -314,7 +314,7 @@ def test_missing_cache_entry_is_rebuilt(private_home, suffix):
     assert sidecar.read_text().strip() == weights.sha256_file(path)
     model = EfficientNetLite0(include_top=False, weights=str(rebuilt))
     stem = model.get_layer("stem_conv").get_weights()[0]
-    torch_stem = weights.load_torch_state_dict(
+    torch_stem = torch_state_dict.load_torch_state_dict(
         weights.efficientnet_lite0_pth_path()
     )["_conv_stem.weight"]
     np.testing.assert_array_equal(stem, torch_stem.transpose(2, 3, 1, 0))
@@ -325,7 +325,7 @@ def test_missing_cache_entry_is_rebuilt(private_home, suffix):
 
 @pytest.fixture(scope="module")
 def torch_state():
-    return weights.load_torch_state_dict(weights.efficientnet_lite0_pth_path())
+    return torch_state_dict.load_torch_state_dict(weights.efficientnet_lite0_pth_path())
 
 
 def test_assign_rejects_shape_mismatch(torch_state):

@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tfx_transfer import weights
+from tfx_transfer import torch_state_dict, weights
 
 _MAGIC = 0x1950A86A20F9469CFC6C
 _SYS_INFO = {
@@ -159,7 +159,7 @@ def test_pinned_checkpoint_is_found_and_verified():
 
 
 def test_load_real_checkpoint():
-    state = weights.load_torch_state_dict(weights.efficientnet_lite0_pth_path())
+    state = torch_state_dict.load_torch_state_dict(weights.efficientnet_lite0_pth_path())
     assert len(state) == 296
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_blocks.15._depthwise_conv.weight"].shape == (1152, 1, 3, 3)
@@ -186,7 +186,7 @@ def test_load_strided_views_offsets_and_shared_storage(tmp_path):
     }
     path = _write_legacy_torch_file(tmp_path / "crafted.pth", state)
 
-    loaded = weights.load_torch_state_dict(path)
+    loaded = torch_state_dict.load_torch_state_dict(path)
 
     assert list(loaded) == list(state)
     np.testing.assert_array_equal(loaded["contiguous"], data.reshape(2, 3, 4))
@@ -216,7 +216,7 @@ def test_forbidden_global_is_refused_and_never_runs(tmp_path):
         pickle.dump([], f, protocol=2)
 
     with pytest.raises(pickle.UnpicklingError) as info:
-        weights.load_torch_state_dict(path)
+        torch_state_dict.load_torch_state_dict(path)
     assert f"{os.system.__module__}.system" in str(info.value)
     assert str(path) in str(info.value)
     assert not marker.exists()
@@ -240,7 +240,7 @@ def test_only_state_dict_globals_are_admitted(tmp_path, module, name):
         # GLOBAL, EMPTY_TUPLE, REDUCE, STOP: "call module.name()".
         f.write(b"\x80\x02c" + f"{module}\n{name}\n".encode() + b")R.")
     with pytest.raises(pickle.UnpicklingError, match=f"{module}.{name}"):
-        weights.load_torch_state_dict(path)
+        torch_state_dict.load_torch_state_dict(path)
 
 
 def test_zip_format_is_refused(tmp_path):
@@ -248,7 +248,7 @@ def test_zip_format_is_refused(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("archive/data.pkl", b"")
     with pytest.raises(ValueError, match="zip-format.*not supported") as info:
-        weights.load_torch_state_dict(path)
+        torch_state_dict.load_torch_state_dict(path)
     assert str(path) in str(info.value)
 
 
@@ -264,7 +264,7 @@ def test_bad_header_is_refused(tmp_path, header, match):
     state = {"w": _Tensor(_Storage("0", np.zeros(2, "float32")), 0, (2,), (1,))}
     path = _write_legacy_torch_file(tmp_path / "bad.pth", state, header)
     with pytest.raises(ValueError, match=match) as info:
-        weights.load_torch_state_dict(path)
+        torch_state_dict.load_torch_state_dict(path)
     assert str(path) in str(info.value)
 
 
@@ -272,7 +272,7 @@ def test_not_a_pickle_is_refused(tmp_path):
     path = tmp_path / "noise.pth"
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
     with pytest.raises(ValueError, match="not a valid legacy torch.save"):
-        weights.load_torch_state_dict(path)
+        torch_state_dict.load_torch_state_dict(path)
 
 
 def test_view_past_its_storage_is_refused(tmp_path):
@@ -281,7 +281,7 @@ def test_view_past_its_storage_is_refused(tmp_path):
     state = {"w": _Tensor(storage, 1, (2, 2), (2, 1))}
     path = _write_legacy_torch_file(tmp_path / "oob.pth", state)
     with pytest.raises(ValueError, match="reaches past its storage"):
-        weights.load_torch_state_dict(path)
+        torch_state_dict.load_torch_state_dict(path)
 
 
 def test_truncated_file_is_refused(tmp_path):
@@ -289,7 +289,7 @@ def test_truncated_file_is_refused(tmp_path):
     path = _write_legacy_torch_file(tmp_path / "whole.pth", state)
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(ValueError, match="truncated"):
-        weights.load_torch_state_dict(path)
+        torch_state_dict.load_torch_state_dict(path)
 
 
 # === The verified cache ===

@@ -46,9 +46,11 @@ class DataConfig:
     def __post_init__(self):
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
+            # Early stopping needs a validation split and an honest report
+            # needs a test split, so neither may be empty.
+            if not 0.0 < value < 1.0:
                 raise ValueError(
-                    f"`data.{name}` must be in [0, 1). Received: {name}={value}"
+                    f"`data.{name}` must be in (0, 1). Received: {name}={value}"
                 )
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError(

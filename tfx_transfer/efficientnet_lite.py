@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from tfx_transfer import torch_state_dict
 from tfx_transfer import weights as weights_lib
 
 IMAGE_SIZE = 224
@@ -284,7 +285,7 @@ def imagenet_weights_path(include_top=True):
     variant = "top" if include_top else "notop"
 
     def convert(path):
-        state = weights_lib.load_torch_state_dict(
+        state = torch_state_dict.load_torch_state_dict(
             weights_lib.efficientnet_lite0_pth_path()
         )
         model = EfficientNetLite0(include_top=include_top, weights=None)
@@ -344,18 +345,18 @@ def assign_torch_weights(model, state_dict):
     Args:
         model: `keras.Model` built by `EfficientNetLite0`.
         state_dict: dict of str to numpy array, as returned by
-            `tfx_transfer.weights.load_torch_state_dict`.
+            `tfx_transfer.torch_state_dict.load_torch_state_dict`.
 
     Returns:
         None. The model's weights are set in place.
 
     Example:
     ```python
-    from tfx_transfer import weights
+    from tfx_transfer import torch_state_dict, weights
 
     pth = weights.efficientnet_lite0_pth_path()
     model = EfficientNetLite0(weights=None)
-    assign_torch_weights(model, weights.load_torch_state_dict(pth))
+    assign_torch_weights(model, torch_state_dict.load_torch_state_dict(pth))
     ```
     """
     sources = _torch_sources()
