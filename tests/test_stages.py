@@ -90,7 +90,10 @@ def test_a_stage_that_does_not_improve_is_discarded_and_resume_skips_done_stages
     # A huge learning rate wrecks the unfrozen blocks: no improvement.
     wreck = StageConfig(name="wreck", unfreeze=3, learning_rate=50.0, epochs=1, patience=1)
 
-    first = stages.run_stages(model, backbone, spec.unfreeze_groups, [head], train, val, tmp_path, verbose=0)
+    first = stages.run_stages(
+        model, backbone, spec.unfreeze_groups, [head], train, val, tmp_path, verbose=0,
+        class_weight={0: 1.0, 1: 2.0, 2: 0.5},
+    )
     kept = [w.numpy().copy() for w in model.weights]
     assert first[0].kept and (tmp_path / "stages.json").is_file()
     assert (tmp_path / "logs" / "head.csv").is_file()
@@ -108,3 +111,43 @@ def test_a_stage_that_does_not_improve_is_discarded_and_resume_skips_done_stages
             np.testing.assert_array_equal(old, new.numpy())
     else:
         assert results[1].kept
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops training the hard way after `epoch`, as a killed process would."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_stage_resumes_from_its_last_epoch(tmp_path):
+    spec, backbone, model = lite0_classifier()
+    train = tf.data.Dataset.from_tensor_slices(batch(16)).batch(8)
+    val = tf.data.Dataset.from_tensor_slices(batch(8, seed=1)).batch(8)
+    head = StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=3, patience=5)
+    with pytest.raises(KeyboardInterrupt):
+        stages.run_stages(
+            model, backbone, spec.unfreeze_groups, [head], train, val, tmp_path,
+            verbose=0, callbacks=[Interrupt(epoch=1)],
+        )
+    assert not (tmp_path / "stages.json").exists()
+    interrupted = [w.numpy().copy() for w in model.trainable_weights]
+
+    spec, backbone, model = lite0_classifier()
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
+    (result,) = stages.run_stages(
+        model, backbone, spec.unfreeze_groups, [head], train, val, tmp_path,
+        verbose=0, callbacks=[record],
+    )
+    # Epochs 0 and 1 were done before the interruption; only epoch 2 runs.
+    assert seen == [2]
+    assert result.kept and (tmp_path / "stages.json").is_file()
+    assert not np.allclose(interrupted[0], model.trainable_weights[0].numpy())
+    csv_rows = (tmp_path / "logs" / "head.csv").read_text().strip().splitlines()
+    assert len(csv_rows) == 1 + 3  # header, then every epoch across both runs

@@ -150,6 +150,7 @@ def run_stages(
     label_smoothing=0.0,
     jit_compile=False,
     verbose=2,
+    callbacks=(),
 ):
     """Runs the staged plan on `model`, resuming from `run_dir` if it can.
 
@@ -165,6 +166,8 @@ def run_stages(
         label_smoothing: float. Of the categorical cross-entropy.
         jit_compile: bool. XLA-compile the train step.
         verbose: int. Keras `fit` verbosity.
+        callbacks: sequence of `keras.callbacks.Callback`. Added to every
+            stage's own (checkpoints, early stopping, logs, backup).
 
     Returns:
         A list of `StageResult`, one per stage, in order. On return `model`
@@ -185,6 +188,7 @@ def run_stages(
             result = _run_stage(
                 model, backbone, unfreeze_groups, stage, train_data, val_data,
                 run_dir, class_weight, label_smoothing, jit_compile, verbose, best,
+                callbacks,
             )
             if result.kept:
                 model.save_weights(str(kept_path))
@@ -205,7 +209,7 @@ def run_stages(
 
 def _run_stage(
     model, backbone, unfreeze_groups, stage, train_data, val_data, run_dir,
-    class_weight, label_smoothing, jit_compile, verbose, best,
+    class_weight, label_smoothing, jit_compile, verbose, best, callbacks,
 ):
     set_trainable_blocks(backbone, unfreeze_groups, stage.unfreeze)
     # Recompiling is what makes the new trainable flags take effect.
@@ -228,7 +232,7 @@ def _run_stage(
             epochs=stage.epochs,
             class_weight=class_weight,
             shuffle=False,  # The training pipeline reshuffles itself.
-            callbacks=_stage_callbacks(stage, run_dir, verbose),
+            callbacks=_stage_callbacks(stage, run_dir, verbose) + list(callbacks),
             verbose=verbose,
         )
         history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
