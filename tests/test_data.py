@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfx_transfer.data import IMAGE_EXTENSIONS
-from tfx_transfer.data import ImageSplit
+from tfx_transfer.data import Split
 from tfx_transfer.data import build_augmentation
 from tfx_transfer.data import bundled_data_dir
 from tfx_transfer.data import decode_and_resize
@@ -41,7 +41,7 @@ def make_tree(root, counts, order=1):
 
 
 def relative(split, root):
-    return [os.path.relpath(p, root) for p in split.paths]
+    return [os.path.relpath(p, root) for p in split.items]
 
 
 # read_image_folder: splits
@@ -57,14 +57,14 @@ def test_seeded_split_is_deterministic_stratified_and_disjoint(tmp_path):
     assert data.class_names == ("ant", "bee", "cat")
     assert data.split_source == "seeded split"
     assert data.splits == again.splits
-    assert data.splits["test"].paths != other.splits["test"].paths
+    assert data.splits["test"].items != other.splits["test"].items
     seen = set()
     for name in ("train", "val", "test"):
         split = data.splits[name]
         assert all(count > 0 for count in split.class_counts(3)), name
-        assert seen.isdisjoint(split.paths)
-        seen.update(split.paths)
-        for path, label in zip(split.paths, split.labels):
+        assert seen.isdisjoint(split.items)
+        seen.update(split.items)
+        for path, label in zip(split.items, split.labels):
             assert os.path.basename(os.path.dirname(path)) == data.class_names[label]
     assert len(seen) == sum(counts.values())
     assert len(data.splits["test"]) == 7  # ceil(0.15 * 44)
@@ -87,7 +87,7 @@ def test_explicit_split_folders_are_used(tmp_path):
     assert data.class_names == ("cat", "dog")
     for split, n in (("train", 4), ("val", 2), ("test", 3)):
         assert data.splits[split].class_counts(2) == [n, n]
-        assert all(f"{os.sep}{split}{os.sep}" in p for p in data.splits[split].paths)
+        assert all(f"{os.sep}{split}{os.sep}" in p for p in data.splits[split].items)
 
 
 def test_missing_val_folder_is_carved_from_train(tmp_path):
@@ -97,7 +97,7 @@ def test_missing_val_folder_is_carved_from_train(tmp_path):
     assert data.carved_splits == ("val",)
     assert data.splits["val"].class_counts(2) == [2, 2]
     assert data.splits["train"].class_counts(2) == [8, 8]
-    assert set(data.splits["val"].paths).isdisjoint(data.splits["train"].paths)
+    assert set(data.splits["val"].items).isdisjoint(data.splits["train"].items)
     assert data.splits["test"].class_counts(2) == [2, 2]
     assert data.report()["carved_splits"] == ["val"]
 
@@ -137,7 +137,7 @@ def test_corrupt_files_are_skipped_and_counted(tmp_path):
     assert skipped[str(cat / "empty.png")] == "empty file"
     assert skipped[str(cat / "notes.JPG")].startswith("cannot decode")
     assert skipped[str(cat / "truncated.jpg")].startswith("cannot decode")
-    every_path = [p for split in data.splits.values() for p in split.paths]
+    every_path = [p for split in data.splits.values() for p in split.items]
     assert str(cat / "grey.png") in every_path
     assert str(cat / "upper.PNG") in every_path
     assert len(every_path) == 14
@@ -223,7 +223,7 @@ def test_augmentation_only_on_the_training_stream(tmp_path):
     # Every file holds the same picture, so shuffling alone changes nothing
     # and any difference between epochs comes from augmentation.
     paths = [str(write_image(tmp_path / f"{i}.png", size=(16, 16))) for i in range(6)]
-    split = ImageSplit(paths=tuple(paths), labels=(0, 1) * 3)
+    split = Split(items=tuple(paths), labels=(0, 1) * 3)
     augmentation = build_augmentation(rotation=0.2, zoom=0.2, contrast=0.3)
 
     def epoch(dataset):

@@ -12,7 +12,7 @@ from PIL import Image
 from tfx_transfer import backbones, export
 from tfx_transfer.config import ModelConfig
 from tfx_transfer.data import pipeline
-from tfx_transfer.predict import ImagePredictor
+from tfx_transfer.predict import Predictor
 from tfx_transfer.tasks import images
 
 SIZE = 64
@@ -26,7 +26,8 @@ def exported(tmp_path_factory):
     backbone = backbones.build_backbone(spec, weights, SIZE)
     model = images.build_image_classifier(spec, backbone, 3, ModelConfig(), SIZE)
     run_dir = tmp_path_factory.mktemp("run")
-    export.export_run(model, images.serving_fn(model, CLASSES, SIZE), CLASSES, run_dir)
+    prepared = images.ImageBackbone(spec, weights, SIZE)
+    export.export_run(model, images.serving_fn(model, CLASSES, prepared), CLASSES, run_dir)
     return model, run_dir
 
 
@@ -84,7 +85,7 @@ def test_run_dir_holds_keras_model_and_labels(exported):
 
 def test_garbage_bytes_give_a_clear_error(exported):
     _, run_dir = exported
-    predictor = ImagePredictor(run_dir)
+    predictor = Predictor(run_dir)
     assert predictor.top_k(png_bytes(3), k=2)[0][0] in CLASSES
     with pytest.raises(ValueError, match="Could not decode the image bytes"):
         predictor.predict([b"this is not an image"])

@@ -76,7 +76,7 @@ def test_every_weighted_backbone_layer_is_in_exactly_one_group(name):
         # Normalization holds fixed ImageNet statistics, never trained.
         if not layer.weights or isinstance(layer, keras.layers.Normalization):
             continue
-        groups = [g for g in spec.unfreeze_groups if layer.name.startswith(g)]
+        groups = [g for g in spec.unfreeze_groups if stages.in_group(layer.name, g)]
         assert len(groups) == 1, (layer.name, groups)
 
 

@@ -5,7 +5,7 @@ Example:
 >>> import tfx_transfer
 >>> result = tfx_transfer.run(tfx_transfer.RunConfig())   # bundled demo data
 >>> result.metrics["accuracy"], result.saved_model
->>> tfx_transfer.ImagePredictor(result.run_dir).top_k(open("shoe.png", "rb").read())
+>>> tfx_transfer.Predictor(result.run_dir).top_k(open("shoe.png", "rb").read())
 """
 
 import os
@@ -25,7 +25,7 @@ from tfx_transfer.config import (
 )
 from tfx_transfer.efficientnet_lite import EfficientNetLite0
 from tfx_transfer.export import export_run
-from tfx_transfer.predict import ImagePredictor
+from tfx_transfer.predict import Predictor
 from tfx_transfer.stages import run_stages
 from tfx_transfer.tasks.images import build_image_classifier
 from tfx_transfer.train import RunResult, run

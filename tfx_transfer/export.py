@@ -50,26 +50,29 @@ def atomic_path(final_path):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def export_saved_model(model, serving_fn, path):
+def export_saved_model(model, serving_fn, path, track=()):
     """Writes a SavedModel whose `serving_default` is `serving_fn`.
 
     Args:
         model: keras.Model. Tracked so its variables are saved.
         serving_fn: tf.function with an input signature; returns a dict.
         path: str or Path. Destination folder, replaced atomically.
+        track: sequence of Keras layers the serving function also uses
+            (a text preprocessor and its vocabulary).
 
     Returns:
         The destination as a Path.
     """
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    for layer in (model, *track):
+        archive.track(layer)
     archive.add_endpoint(name="serving_default", fn=serving_fn)
     with atomic_path(path) as tmp:
         archive.write_out(str(tmp), verbose=False)
     return Path(path)
 
 
-def export_run(model, serving_fn, class_names, run_dir):
+def export_run(model, serving_fn, class_names, run_dir, track=()):
     """Writes the run's deployable artefacts.
 
     Args:
@@ -77,6 +80,7 @@ def export_run(model, serving_fn, class_names, run_dir):
         serving_fn: tf.function. From the task's `serving_fn`.
         class_names: sequence of str.
         run_dir: str or Path.
+        track: sequence of layers besides `model` that `serving_fn` uses.
 
     Returns:
         The SavedModel folder as a Path.
@@ -86,7 +90,7 @@ def export_run(model, serving_fn, class_names, run_dir):
         tmp.write_text("".join(f"{name}\n" for name in class_names))
     with atomic_path(run_dir / KERAS_FILE) as tmp:
         model.save(tmp)
-    return export_saved_model(model, serving_fn, run_dir / SAVED_MODEL_DIR)
+    return export_saved_model(model, serving_fn, run_dir / SAVED_MODEL_DIR, track)
 
 
 def _model_dir(path):
@@ -120,4 +124,8 @@ def load_serving_model(path):
             f"No SavedModel in {path}: expected a run directory holding "
             f"{SAVED_MODEL_DIR}/ or a SavedModel folder."
         )
+    # Text models' graphs hold tensorflow-text ops (the tokenizer); loading
+    # registers them.
+    import tensorflow_text  # noqa: F401
+
     return tf.saved_model.load(str(path))

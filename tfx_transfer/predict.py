@@ -1,7 +1,8 @@
 """Predictions from an exported model, through its serving signature.
 
 What `python -m tfx_transfer predict` uses: the same SavedModel and the same
-`serving_default` signature that TF Serving would run, fed raw bytes.
+`serving_default` signature that TF Serving would run, fed raw bytes or
+strings.
 """
 
 import numpy as np
@@ -10,15 +11,18 @@ import tensorflow as tf
 from tfx_transfer import export
 
 
-class ImagePredictor:
-    """Classifies encoded images with an exported SavedModel.
+class Predictor:
+    """Classifies raw inputs with an exported SavedModel.
+
+    Works for every task's export: an image model's signature takes encoded
+    image bytes (`image_bytes`), a text model's raw strings (`text`).
 
     Args:
         path: str or Path. A run directory or its `saved_model/` folder.
 
     Example:
 
-    >>> predictor = ImagePredictor("runs/images-efficientnet_lite0-20261126")
+    >>> predictor = Predictor("runs/images-efficientnet_lite0-20261126")
     >>> predictor.top_k(open("cat.jpg", "rb").read(), k=3)
     [('cat', 0.91), ('dog', 0.05), ('fox', 0.01)]
     """
@@ -26,16 +30,21 @@ class ImagePredictor:
     def __init__(self, path):
         self._loaded = export.load_serving_model(path)
         self._serve = self._loaded.signatures["serving_default"]
+        (self.input_name,) = self._serve.structured_input_signature[1]
         self.class_names = export.read_labels(path)
 
-    def predict(self, images):
-        """Returns probabilities `[N, C]` for a list of encoded images.
+    @property
+    def takes_images(self):
+        return self.input_name.endswith("_bytes")
+
+    def predict(self, inputs):
+        """Returns probabilities `[N, C]` for a list of encoded images or texts.
 
         Raises:
-            ValueError: one of `images` is not a decodable JPEG/PNG/GIF/BMP.
+            ValueError: one of `inputs` is not a decodable JPEG/PNG/GIF/BMP.
         """
         try:
-            outputs = self._serve(image_bytes=tf.constant(list(images), tf.string))
+            outputs = self._serve(**{self.input_name: tf.constant(list(inputs), tf.string)})
         except tf.errors.InvalidArgumentError as error:
             raise ValueError(
                 "Could not decode the image bytes (expected JPEG, PNG, GIF or "
@@ -43,9 +52,9 @@ class ImagePredictor:
             ) from error
         return outputs["probabilities"].numpy()
 
-    def top_k(self, image, k=3):
-        """Returns the `k` most likely (label, probability) pairs for one image."""
-        probabilities = self.predict([image])[0]
+    def top_k(self, example, k=3):
+        """Returns the `k` most likely (label, probability) pairs for one input."""
+        probabilities = self.predict([example])[0]
         order = np.argsort(probabilities)[::-1][:k]
         return [(self.class_names[i], float(probabilities[i])) for i in order]
 

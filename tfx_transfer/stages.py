@@ -56,6 +56,20 @@ def check_unfreeze(unfreeze_groups, count):
         )
 
 
+def in_group(layer_name, group):
+    """Whether a layer belongs to an unfreeze group.
+
+    A group entry ending in "_" is a prefix ("block15_"); any other entry
+    names a layer and the layers named after it ("Conv_1", "Conv_1_bn"),
+    so "transformer_layer_1" does not take in "transformer_layer_11".
+    """
+    return any(
+        layer_name == entry
+        or layer_name.startswith(entry if entry.endswith("_") else entry + "_")
+        for entry in group
+    )
+
+
 def set_trainable_blocks(backbone, unfreeze_groups, count):
     """Makes the top `count` blocks of `backbone` trainable, except BatchNorm.
 
@@ -73,12 +87,11 @@ def set_trainable_blocks(backbone, unfreeze_groups, count):
     if count == 0:
         backbone.trainable = False
         return
-    prefixes = tuple(prefix for group in unfreeze_groups[:count] for prefix in group)
     backbone.trainable = True
     for layer in backbone.layers:
-        layer.trainable = layer.name.startswith(prefixes) and not isinstance(
-            layer, keras.layers.BatchNormalization
-        )
+        layer.trainable = any(
+            in_group(layer.name, group) for group in unfreeze_groups[:count]
+        ) and not isinstance(layer, keras.layers.BatchNormalization)
 
 
 def describe_plan(stages, unfreeze_groups):
@@ -88,14 +101,50 @@ def describe_plan(stages, unfreeze_groups):
         if stage.unfreeze == 0:
             what = "head only, backbone frozen"
         else:
-            names = ", ".join(group[0].rstrip("_") for group in unfreeze_groups[: stage.unfreeze])
+            names = ", ".join(
+                group[0].rstrip("_") for group in unfreeze_groups[: stage.unfreeze]
+            )
             what = f"head + top {stage.unfreeze} backbone block(s) [{names}]"
         lines.append(
             f"  stage {number} '{stage.name}': {what}; learning rate "
-            f"{stage.learning_rate:g}; up to {stage.epochs} epochs, "
+            f"{stage.learning_rate:g} ({stage.optimizer}); up to {stage.epochs} epochs, "
             f"early stopping after {stage.patience} (BatchNorm frozen)"
         )
     return "\n".join(lines)
+
+
+def build_optimizer(stage, steps_per_epoch):
+    """Returns the optimizer a stage asks for.
+
+    Args:
+        stage: `tfx_transfer.config.StageConfig`.
+        steps_per_epoch: int. Training batches per epoch, to lay out the
+            warm-up and decay of "adamw".
+
+    Returns:
+        A `keras.optimizers.Optimizer`.
+    """
+    if stage.optimizer == "adam":
+        return keras.optimizers.Adam(stage.learning_rate)
+    total = max(1, stage.epochs * steps_per_epoch)
+    warmup = int(stage.warmup_fraction * total)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else stage.learning_rate,
+        decay_steps=max(1, total - warmup),
+        warmup_target=stage.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=stage.weight_decay)
+    # The BERT recipe: no decay on biases and LayerNorm scales/offsets.
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+def _steps_per_epoch(dataset):
+    steps = int(dataset.cardinality())
+    if steps < 0:  # Unknown after a filter: count once.
+        steps = sum(1 for _ in dataset)
+    return steps
 
 
 def _stage_callbacks(stage, run_dir, verbose):
@@ -214,7 +263,7 @@ def _run_stage(
     set_trainable_blocks(backbone, unfreeze_groups, stage.unfreeze)
     # Recompiling is what makes the new trainable flags take effect.
     model.compile(
-        optimizer=keras.optimizers.Adam(stage.learning_rate),
+        optimizer=build_optimizer(stage, _steps_per_epoch(train_data)),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=["accuracy"],
         jit_compile=jit_compile,
@@ -222,7 +271,7 @@ def _run_stage(
     trainable = len(model.trainable_weights)
     print(
         f"\nStage '{stage.name}': {trainable} trainable weight tensors, "
-        f"learning rate {stage.learning_rate:g}"
+        f"{stage.optimizer}, learning rate {stage.learning_rate:g}"
     )
     history = {}
     if stage.epochs > 0:

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import keras
 
-from tfx_transfer import backbones, evaluate, export, stages
+from tfx_transfer import evaluate, export, stages, tasks
 from tfx_transfer.config import RunConfig, load_config, save_config
-from tfx_transfer.data import augment, class_weights, pipeline
-from tfx_transfer.tasks import images
+from tfx_transfer.data import class_weights
 
 CONFIG_FILE = "config.yaml"
 DATA_REPORT_FILE = "data_report.json"
@@ -63,38 +62,13 @@ def resume_config(run_dir):
     return load_config(path)
 
 
-def build_datasets(data, config, image_size):
-    """Returns (train, val, test) tf.data pipelines for `data`."""
-    augmentation = None
-    if config.augment.enabled:
-        augmentation = augment.build_augmentation(
-            flip=config.augment.flip,
-            rotation=config.augment.rotation,
-            zoom=config.augment.zoom,
-            contrast=config.augment.contrast,
-            seed=config.data.seed,
-        )
-    num_classes = len(data.class_names)
-    return tuple(
-        pipeline.make_image_dataset(
-            data.splits[split],
-            image_size=image_size,
-            batch_size=config.data.batch_size,
-            num_classes=num_classes,
-            training=split == "train",
-            augmentation=augmentation if split == "train" else None,
-            seed=config.data.seed,
-        )
-        for split in ("train", "val", "test")
-    )
-
-
 def run(config=None, run_dir=None, verbose=2):
-    """Trains, evaluates and exports one image classifier.
+    """Trains, evaluates and exports one classifier.
 
     Args:
-        config: RunConfig or None. None uses the defaults (bundled data,
-            EfficientNet-Lite0 with its bundled ImageNet weights).
+        config: RunConfig or None. None uses the defaults (images task on
+            the bundled data, EfficientNet-Lite0 with its bundled ImageNet
+            weights); task defaults fill whatever it leaves as None.
         run_dir: str, Path or None. An existing run directory to resume;
             its `config.yaml` is used and `config` must be None.
         verbose: int. Keras progress verbosity (0 silent, 2 one line per epoch).
@@ -112,16 +86,15 @@ def run(config=None, run_dir=None, verbose=2):
             raise ValueError("Pass either `config` or a `run_dir` to resume, not both.")
         run_dir = Path(run_dir)
         config = resume_config(run_dir)
-    config = config or RunConfig()
+    config = (config or RunConfig()).resolved()
+    task = tasks.get_task(config.task)
     started = time.time()
 
-    # Config: weights are resolved first, so a missing download fails
-    # before any data is read.
-    spec = backbones.get_backbone_spec(config.model.backbone)
-    weights_path = backbones.resolve_weights(spec, config.model.weights)
-    image_size = config.data.image_size or spec.image_size
+    # Config: the backbone and its weights are resolved first, so a missing
+    # download fails before any data is read.
+    prepared = task.prepare_backbone(config)
     for stage in config.stages:
-        stages.check_unfreeze(spec.unfreeze_groups, stage.unfreeze)
+        stages.check_unfreeze(prepared.unfreeze_groups, stage.unfreeze)
     keras.utils.set_random_seed(config.data.seed)
     if run_dir is None:
         run_dir = new_run_dir(config)
@@ -129,11 +102,11 @@ def run(config=None, run_dir=None, verbose=2):
     print(f"Run directory: {run_dir}")
 
     # Data.
-    data = images.read_data(config.data)
+    data = task.read_data(config.data)
     data_report = data.report()
     (run_dir / DATA_REPORT_FILE).write_text(json.dumps(data_report, indent=2))
     print(_describe_data(data))
-    train_data, val_data, test_data = build_datasets(data, config, image_size)
+    train_data, val_data, test_data = task.make_datasets(data, config, prepared)
     weights = None
     if config.data.class_weights:
         weights = class_weights.class_weights(
@@ -141,17 +114,14 @@ def run(config=None, run_dir=None, verbose=2):
         )
 
     # Model.
-    backbone = backbones.build_backbone(spec, weights_path, image_size)
-    model = images.build_image_classifier(
-        spec, backbone, len(data.class_names), config.model, image_size
-    )
+    model, backbone = task.build_classifier(prepared, len(data.class_names), config.model)
 
     # Stages.
-    print(stages.describe_plan(config.stages, spec.unfreeze_groups))
+    print(stages.describe_plan(config.stages, prepared.unfreeze_groups))
     stage_results = stages.run_stages(
         model,
         backbone,
-        spec.unfreeze_groups,
+        prepared.unfreeze_groups,
         config.stages,
         train_data,
         val_data,
@@ -164,9 +134,8 @@ def run(config=None, run_dir=None, verbose=2):
 
     # Evaluate.
     header = (
-        f"tfx_transfer {config.task} run {run_dir.name}: backbone "
-        f"{spec.name} ({config.model.weights} weights), {image_size}x{image_size}, "
-        f"{len(data.class_names)} classes"
+        f"tfx_transfer {config.task} run {run_dir.name}: "
+        f"{prepared.describe(config.model.weights)}, {len(data.class_names)} classes"
     )
     metrics, report = evaluate.write_report(
         model, test_data, data.class_names, stage_results, data_report, run_dir, header
@@ -175,9 +144,10 @@ def run(config=None, run_dir=None, verbose=2):
     # Export.
     saved_model = export.export_run(
         model,
-        images.serving_fn(model, data.class_names, image_size),
+        task.serving_fn(model, data.class_names, prepared),
         data.class_names,
         run_dir,
+        track=task.export_objects(prepared),
     )
     print("\n" + report)
     print(f"Finished in {time.time() - started:.0f} s.")
@@ -186,7 +156,7 @@ def run(config=None, run_dir=None, verbose=2):
 
 
 def _describe_data(data):
-    sizes = ", ".join(f"{name} {len(split.paths)}" for name, split in data.splits.items())
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
     text = (
         f"Data: {len(data.class_names)} classes ({', '.join(data.class_names)}); "
         f"{sizes} ({data.split_source})"

@@ -6,7 +6,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import tensorflow as tf
 
-from tfx_transfer.data.splits import ImageSplit, seeded_split, sorted_split
+from tfx_transfer.data.splits import (
+    Split,
+    check_fractions,
+    seeded_split,
+    sorted_split,
+    splits_report,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLIT_NAMES = ("train", "val", "test")
@@ -18,7 +24,8 @@ class ImageFolderData:
 
     Args:
         class_names: tuple of str. class names; a label is an index into it.
-        splits: dict. `"train"`, `"val"` and `"test"` mapped to `ImageSplit`s.
+        splits: dict. `"train"`, `"val"` and `"test"` mapped to `Split`s
+            whose items are image file paths.
         skipped: tuple of `(path, reason)` pairs. files with an image
             extension that TensorFlow could not decode.
         split_source: str. `"folders"` when the tree had `train/` (and
@@ -38,7 +45,7 @@ class ImageFolderData:
     """
 
     class_names: tuple[str, ...]
-    splits: dict[str, ImageSplit]
+    splits: dict[str, Split]
     skipped: tuple[tuple[str, str], ...] = ()
     split_source: str = "seeded split"
     carved_splits: tuple[str, ...] = ()
@@ -56,19 +63,13 @@ class ImageFolderData:
             class name -> count), `totals` (split name -> count),
             `num_skipped` and `skipped` (a list of `[path, reason]`).
         """
-        counts = {
-            name: dict(zip(self.class_names, split.class_counts(self.num_classes)))
-            for name, split in self.splits.items()
-        }
-        return {
-            "class_names": list(self.class_names),
-            "split_source": self.split_source,
-            "carved_splits": list(self.carved_splits),
-            "counts": counts,
-            "totals": {name: len(split) for name, split in self.splits.items()},
-            "num_skipped": len(self.skipped),
-            "skipped": [[path, reason] for path, reason in self.skipped],
-        }
+        return splits_report(
+            self.class_names,
+            self.splits,
+            self.skipped,
+            self.split_source,
+            self.carved_splits,
+        )
 
 
 def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):
@@ -112,18 +113,7 @@ def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):
     data.report()["totals"]["test"]  # 150
     ```
     """
-    given = {"val_fraction": val_fraction, "test_fraction": test_fraction}
-    for name, fraction in given.items():
-        if not 0 <= fraction < 1:
-            raise ValueError(
-                f"`{name}` must be in [0, 1). Received: {name}={fraction}"
-            )
-    if val_fraction + test_fraction >= 1:
-        raise ValueError(
-            "`val_fraction + test_fraction` must be below 1 to leave images to "
-            f"train on. Received: val_fraction={val_fraction}, "
-            f"test_fraction={test_fraction}"
-        )
+    check_fractions(val_fraction, test_fraction)
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         what = "does not exist" if not os.path.exists(root) else "is not a folder"

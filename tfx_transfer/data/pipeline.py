@@ -1,4 +1,4 @@
-"""tf.data pipelines that turn an `ImageSplit` into training batches."""
+"""tf.data pipelines that turn a `Split` of image paths into training batches."""
 
 import tensorflow as tf
 
@@ -54,7 +54,7 @@ def make_image_dataset(
     own and nothing random happens.
 
     Args:
-        split: `ImageSplit`. the paths and integer labels to read.
+        split: `Split`. the image file paths and integer labels to read.
         image_size: int. height and width of the output images.
         batch_size: int. examples per batch; the last batch may be smaller.
         num_classes: int. length of the one-hot label vectors.
@@ -98,7 +98,7 @@ def make_image_dataset(
 
     shuffle = training and len(split) > 1
     dataset = tf.data.Dataset.from_tensor_slices(
-        (list(split.paths), tf.constant(split.labels, dtype=tf.int32))
+        (list(split.items), tf.constant(split.labels, dtype=tf.int32))
     )
     if shuffle and not cache:
         # Without a cache, shuffling the paths is as good and far cheaper than

@@ -1,4 +1,4 @@
-"""Stratified, seeded train/val/test splits of labelled files."""
+"""Stratified, seeded train/val/test splits of labelled examples."""
 
 import dataclasses
 import math
@@ -8,33 +8,36 @@ from sklearn.model_selection import train_test_split
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageSplit:
-    """Image file paths and their integer labels, in a fixed order.
+class Split:
+    """Examples and their integer labels, in a fixed order.
+
+    An example is whatever the reader hands on: an image file path, or the
+    text itself for text data.
 
     Args:
-        paths: tuple of str. image file paths.
-        labels: tuple of int. the class index of each path, same length.
+        items: tuple. the examples: image file paths or texts.
+        labels: tuple of int. the class index of each item, same length.
 
     Example:
 
     ```python
-    split = ImageSplit(paths=("cat/1.png", "dog/1.png"), labels=(0, 1))
+    split = Split(items=("cat/1.png", "dog/1.png"), labels=(0, 1))
     len(split)  # 2
     ```
     """
 
-    paths: tuple[str, ...] = ()
+    items: tuple = ()
     labels: tuple[int, ...] = ()
 
     def __post_init__(self):
-        if len(self.paths) != len(self.labels):
+        if len(self.items) != len(self.labels):
             raise ValueError(
-                "`paths` and `labels` must have the same length. Received: "
-                f"{len(self.paths)} paths, {len(self.labels)} labels."
+                "`items` and `labels` must have the same length. Received: "
+                f"{len(self.items)} items, {len(self.labels)} labels."
             )
 
     def __len__(self):
-        return len(self.paths)
+        return len(self.items)
 
     def class_counts(self, num_classes):
         """Return a list with the number of examples of each class."""
@@ -43,29 +46,74 @@ class ImageSplit:
         return [int(count) for count in counts]
 
 
+def check_fractions(val_fraction, test_fraction):
+    """Raise a ValueError unless both fractions leave examples to train on."""
+    given = {"val_fraction": val_fraction, "test_fraction": test_fraction}
+    for name, fraction in given.items():
+        if not 0 <= fraction < 1:
+            raise ValueError(
+                f"`{name}` must be in [0, 1). Received: {name}={fraction}"
+            )
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            "`val_fraction + test_fraction` must be below 1 to leave examples "
+            f"to train on. Received: val_fraction={val_fraction}, "
+            f"test_fraction={test_fraction}"
+        )
 
-def sorted_split(paths, labels):
-    """Returns an `ImageSplit` of `paths` and `labels`, ordered by path."""
-    order = sorted(range(len(paths)), key=paths.__getitem__)
-    return ImageSplit(
-        paths=tuple(paths[i] for i in order),
+
+def sorted_split(items, labels):
+    """Returns a `Split` of `items` and `labels`, ordered by item.
+
+    Sorting by the item (a path or a text) makes a split independent of the
+    order files were listed or rows were written in.
+    """
+    order = sorted(range(len(items)), key=items.__getitem__)
+    return Split(
+        items=tuple(items[i] for i in order),
         labels=tuple(int(labels[i]) for i in order),
     )
 
 
-def seeded_split(whole, fractions, seed, class_names, folder):
+def splits_report(class_names, splits, skipped, split_source, carved_splits):
+    """Return the JSON-ready summary that every reader's `report()` gives.
+
+    One function builds it so that image and text data report the same keys:
+    `class_names`, `split_source`, `carved_splits`, `counts` (split name ->
+    class name -> count), `totals` (split name -> count), `num_skipped` and
+    `skipped` (a list of `[where, reason]`).
+    """
+    num_classes = len(class_names)
+    counts = {
+        name: dict(zip(class_names, split.class_counts(num_classes)))
+        for name, split in splits.items()
+    }
+    return {
+        "class_names": list(class_names),
+        "split_source": split_source,
+        "carved_splits": list(carved_splits),
+        "counts": counts,
+        "totals": {name: len(split) for name, split in splits.items()},
+        "num_skipped": len(skipped),
+        "skipped": [[where, reason] for where, reason in skipped],
+    }
+
+
+def seeded_split(whole, fractions, seed, class_names, source):
     """Carve each `{split name: fraction of whole}` from `whole`, stratified.
 
-    Returns a dict with the carved splits and `"train"`, what is left.
+    Items must be distinct: the split depends on their sorted order, the
+    labels and `seed` only. `source` (a folder or file) names the data in
+    errors. Returns a dict with the carved splits and `"train"`, what is left.
     """
     rest = whole
     rest_share = 1.0
     splits = {}
     for name, fraction in fractions.items():
         if fraction == 0:
-            splits[name] = ImageSplit()
+            splits[name] = Split()
             continue
-        cut = _Cut(name, fraction, rest_share, class_names, folder)
+        cut = _Cut(name, fraction, rest_share, class_names, source)
         rest, splits[name] = _carve(rest, cut, seed)
         rest_share -= fraction
     splits["train"] = rest
@@ -80,7 +128,7 @@ class _Cut:
     fraction: float
     rest_share: float
     class_names: tuple[str, ...]
-    folder: str
+    source: str
 
 
 def _carve(split, cut, seed):
@@ -95,8 +143,8 @@ def _carve(split, cut, seed):
             indices, test_size=share, random_state=seed, stratify=labels
         )
     except ValueError:
-        # sklearn refuses when a part would hold fewer images than there are
-        # classes, or a class has one image. Its own count of the carved part
+        # sklearn refuses when a part would hold fewer examples than there are
+        # classes, or a class has one example. Its own count of the carved part
         # tells which part is short; the error below says what to do.
         carved_too_small = math.ceil(share * len(split)) < len(cut.class_names)
         part_name = cut.name if carved_too_small else "train"
@@ -109,7 +157,7 @@ def _carve(split, cut, seed):
 
 def _subset(split, indices):
     return sorted_split(
-        [split.paths[i] for i in indices], [split.labels[i] for i in indices]
+        [split.items[i] for i in indices], [split.labels[i] for i in indices]
     )
 
 
@@ -117,26 +165,26 @@ def _too_small_error(split, part_name, cut):
     counts = split.class_counts(len(cut.class_names))
     smallest = int(np.argmin(counts))
     head = (
-        f"Split {part_name!r} is too small to hold every class of {cut.folder} "
+        f"Split {part_name!r} is too small to hold every class of {cut.source} "
         f"with {cut.name}_fraction={cut.fraction}: class "
         f"{cut.class_names[smallest]!r} has only {counts[smallest]} usable "
-        f"images of the {len(split)} being split."
+        f"examples of the {len(split)} being split."
     )
     if counts[smallest] < 3:
         return ValueError(
-            f"{head} Every class needs a usable image in every split (3 for "
-            "train, val and test); add images to it."
+            f"{head} Every class needs a usable example in every split (3 for "
+            "train, val and test); add examples to it."
         )
     if part_name == "train":
         return ValueError(
-            f"{head} Use a smaller {cut.name}_fraction, or add images to the "
-            "smallest classes."
+            f"{head} Use a smaller {cut.name}_fraction, or add examples to "
+            "the smallest classes."
         )
-    # The carved part needs one image of the smallest class and one image per
+    # The carved part needs one example of the smallest class and one per
     # class overall; the larger bound decides, scaled back to the whole.
     needed = max(1 / counts[smallest], len(cut.class_names) / len(split))
     suggestion = math.ceil(needed * cut.rest_share * 20) / 20
     return ValueError(
         f"{head} Use {cut.name}_fraction={suggestion:.2f} or more, or add "
-        "images to the smallest classes."
+        "examples to the smallest classes."
     )

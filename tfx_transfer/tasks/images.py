@@ -3,15 +3,59 @@
 The model takes RGB pixels in [0, 255] at a fixed square size; the
 backbone's own normalisation is a layer inside it. The serving function
 adds decoding and resizing in front, so a client sends encoded bytes.
+
+Every task module has the same shape: `prepare_backbone`, `read_data`,
+`make_datasets`, `build_classifier`, `serving_fn`, `export_objects`.
 """
+
+import dataclasses
 
 import keras
 import tensorflow as tf
 
-from tfx_transfer import backbones
-from tfx_transfer.data import bundled, folders, pipeline
+from tfx_transfer import backbones, heads
+from tfx_transfer.data import augment, bundled, folders, pipeline
 
-BACKBONE_LAYER = "backbone"
+SERVING_INPUT = "image_bytes"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageBackbone:
+    """A resolved image backbone: what to build, from which weights, at what size.
+
+    Args:
+        spec: `tfx_transfer.backbones.BackboneSpec`.
+        weights_path: str or None. Local weights file, or None for random.
+        image_size: int. Square input resolution.
+    """
+
+    spec: backbones.BackboneSpec
+    weights_path: str | None
+    image_size: int
+
+    @property
+    def unfreeze_groups(self):
+        return self.spec.unfreeze_groups
+
+    def describe(self, weights):
+        return (
+            f"backbone {self.spec.name} ({weights} weights), "
+            f"{self.image_size}x{self.image_size}"
+        )
+
+
+def prepare_backbone(config):
+    """Resolves the backbone and its weights; runs before any data is read.
+
+    Args:
+        config: `tfx_transfer.config.RunConfig`, resolved.
+
+    Returns:
+        An `ImageBackbone`.
+    """
+    spec = backbones.get_backbone_spec(config.model.backbone)
+    weights_path = backbones.resolve_weights(spec, config.model.weights)
+    return ImageBackbone(spec, weights_path, config.data.image_size or spec.image_size)
 
 
 def read_data(data_config):
@@ -31,6 +75,47 @@ def read_data(data_config):
         test_fraction=data_config.test_fraction,
         seed=data_config.seed,
     )
+
+
+def make_datasets(data, config, prepared):
+    """Returns (train, val, test) tf.data pipelines of (pixels, one-hot labels)."""
+    augmentation = None
+    if config.augment.enabled:
+        augmentation = augment.build_augmentation(
+            flip=config.augment.flip,
+            rotation=config.augment.rotation,
+            zoom=config.augment.zoom,
+            contrast=config.augment.contrast,
+            seed=config.data.seed,
+        )
+    return tuple(
+        pipeline.make_image_dataset(
+            data.splits[split],
+            image_size=prepared.image_size,
+            batch_size=config.data.batch_size,
+            num_classes=len(data.class_names),
+            training=split == "train",
+            augmentation=augmentation if split == "train" else None,
+            seed=config.data.seed,
+        )
+        for split in ("train", "val", "test")
+    )
+
+
+def build_classifier(prepared, num_classes, model_config):
+    """Builds the backbone from `prepared` and puts a new head on it.
+
+    Returns:
+        A tuple (classifier, backbone): the backbone is the classifier's
+        layer named "backbone".
+    """
+    backbone = backbones.build_backbone(
+        prepared.spec, prepared.weights_path, prepared.image_size
+    )
+    model = build_image_classifier(
+        prepared.spec, backbone, num_classes, model_config, prepared.image_size
+    )
+    return model, backbone
 
 
 def build_image_classifier(spec, backbone, num_classes, model_config, image_size):
@@ -58,41 +143,21 @@ def build_image_classifier(spec, backbone, num_classes, model_config, image_size
     >>> model.output_shape
     (None, 3)
     """
-    regularizer = (
-        keras.regularizers.L2(model_config.l2) if model_config.l2 else None
-    )
     backbone.trainable = False
-
-    # Layers.
-    preprocess = backbones.ImagePreprocessing(spec.preprocessing, name="preprocess")
-    pool = keras.layers.GlobalAveragePooling2D(name="pool")
-    dropout = keras.layers.Dropout(model_config.dropout, name="head_dropout")
-    hidden = None
-    if model_config.hidden_units:
-        hidden = keras.layers.Dense(
-            model_config.hidden_units,
-            activation="relu",
-            kernel_regularizer=regularizer,
-            name="head_hidden",
-        )
-    classify = keras.layers.Dense(
-        num_classes,
-        activation="softmax",
-        kernel_regularizer=regularizer,
-        name="probabilities",
-    )
-
-    # Functional model.
     images = keras.Input((image_size, image_size, 3), name="image")
-    x = backbone(preprocess(images), training=False)
-    x = dropout(pool(x))
-    if hidden is not None:
-        x = hidden(x)
-    outputs = classify(x)
+    x = backbones.ImagePreprocessing(spec.preprocessing, name="preprocess")(images)
+    x = backbone(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = heads.classification_head(x, num_classes, model_config)
     return keras.Model(images, outputs, name=f"{spec.name}_classifier")
 
 
-def serving_fn(model, class_names, image_size):
+def export_objects(prepared):
+    """Objects besides the model that the SavedModel must track (none)."""
+    return ()
+
+
+def serving_fn(model, class_names, prepared):
     """Returns the `serving_default` function: encoded image bytes in.
 
     Decoding and resizing are the training pipeline's own
@@ -104,16 +169,17 @@ def serving_fn(model, class_names, image_size):
     Args:
         model: keras.Model. From `build_image_classifier`.
         class_names: sequence of str. Index -> label, baked into the graph.
-        image_size: int. The model's input resolution.
+        prepared: ImageBackbone. For the model's input resolution.
 
     Returns:
         A `tf.function` from a `tf.string` vector to a dict with
         `probabilities` (float32 `[N, C]`) and `label` (string `[N]`).
     """
+    image_size = prepared.image_size
     labels = tf.constant(list(class_names))
     image_spec = tf.TensorSpec((image_size, image_size, 3), tf.float32)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
     def serve(image_bytes):
         images = tf.map_fn(
             lambda data: pipeline.decode_and_resize(data, image_size),
