@@ -108,8 +108,9 @@ def describe_plan(stages, unfreeze_groups):
         lines.append(
             f"  stage {number} '{stage.name}': {what}; learning rate "
             f"{stage.learning_rate:g} ({stage.optimizer}); up to {stage.epochs} epochs, "
-            f"early stopping after {stage.patience} (BatchNorm frozen)"
+            f"early stopping after {stage.patience}"
         )
+    lines.append("  BatchNorm layers stay frozen and in inference mode in every stage.")
     return "\n".join(lines)
 
 
