@@ -31,3 +31,22 @@ from tfx_transfer.tasks.images import build_image_classifier
 from tfx_transfer.train import RunResult, run
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AugmentConfig",
+    "BACKBONES",
+    "DataConfig",
+    "EfficientNetLite0",
+    "ModelConfig",
+    "Predictor",
+    "RunConfig",
+    "RunResult",
+    "StageConfig",
+    "build_backbone",
+    "build_image_classifier",
+    "export_run",
+    "get_backbone_spec",
+    "load_config",
+    "run",
+    "run_stages",
+]

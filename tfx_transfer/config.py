@@ -220,7 +220,9 @@ TASK_DEFAULTS = {
         "backbone": "minilm_l6",
         "weights": "pretrained",
         "stages": (
-            StageConfig(name="head", unfreeze=0, learning_rate=3e-3, epochs=6),
+            StageConfig(
+                name="head", unfreeze=0, learning_rate=1e-2, epochs=5, patience=2
+            ),
             StageConfig(
                 name="fine_tune", unfreeze=2, learning_rate=5e-5, epochs=2,
                 patience=1, optimizer="adamw",

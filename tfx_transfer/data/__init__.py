@@ -20,3 +20,20 @@ from tfx_transfer.data.splits import Split
 from tfx_transfer.data.text import TEXT_EXTENSIONS
 from tfx_transfer.data.text import TextData
 from tfx_transfer.data.text import read_text_data
+
+__all__ = [
+    "BUNDLED_TEXT_ENCODING",
+    "IMAGE_EXTENSIONS",
+    "ImageFolderData",
+    "Split",
+    "TEXT_EXTENSIONS",
+    "TextData",
+    "build_augmentation",
+    "bundled_data_dir",
+    "bundled_text_dir",
+    "class_weights",
+    "decode_and_resize",
+    "make_image_dataset",
+    "read_image_folder",
+    "read_text_data",
+]

@@ -1,0 +1,122 @@
+"""Entity-level precision, recall and F1 for token classification (seqeval)."""
+
+from seqeval.metrics import accuracy_score
+from seqeval.metrics import classification_report
+from seqeval.reporters import StringReporter
+
+AVERAGES = ("micro", "macro", "weighted")
+
+
+def entity_report(true_tag_sequences, predicted_tag_sequences):
+    """Score predicted tags by whole entities, per type and averaged.
+
+    An entity counts as found only when its type and both boundaries match.
+    Scores come from seqeval in its default mode, which reads tags as the
+    CoNLL shared tasks' `conlleval` script does (an `I-` after `O` or
+    another type starts an entity) rather than its strict mode. A type that
+    is only ever predicted, never true, still gets a row (support 0) and
+    counts in the macro average; scores of 0/0 are 0.
+
+    Args:
+        true_tag_sequences: sequence of sequences of str. the true BIO tags
+            of each sentence's real words (no padding or special tokens).
+        predicted_tag_sequences: sequence of sequences of str. the
+            predicted tags, the same lengths.
+
+    Returns:
+        A JSON-ready dict: `entity_types` (type -> `precision`, `recall`,
+        `f1`, `support`), `micro`, `macro` and `weighted` (the same keys,
+        support the number of true entities), `token_accuracy` (the share
+        of words whose tag is right, `O` included), `num_sentences`,
+        `num_tokens` and `mode` (`"conlleval"`).
+
+    Example:
+
+    ```python
+    metrics = entity_report([["B-PER", "I-PER", "O"]], [["B-PER", "O", "O"]])
+    metrics["micro"]["f1"]  # 0.0: the entity's end is wrong
+    metrics["token_accuracy"]  # 0.666...
+    ```
+    """
+    true = [list(tags) for tags in true_tag_sequences]
+    predicted = [list(tags) for tags in predicted_tag_sequences]
+    if len(true) != len(predicted):
+        raise ValueError(
+            "There must be as many predicted as true sentences. Received: "
+            f"{len(true)} true, {len(predicted)} predicted."
+        )
+    for index, (true_tags, predicted_tags) in enumerate(zip(true, predicted)):
+        if len(true_tags) != len(predicted_tags):
+            raise ValueError(
+                f"Sentence {index} has {len(true_tags)} true tags but "
+                f"{len(predicted_tags)} predicted tags."
+            )
+    num_tokens = sum(len(tags) for tags in true)
+    if not num_tokens:
+        raise ValueError("There are no tags to score: every sentence is empty.")
+    # seqeval's report cannot be built without a single entity to list.
+    has_entities = any(tag != "O" for tags in true + predicted for tag in tags)
+    rows = {}
+    if has_entities:
+        rows = classification_report(true, predicted, output_dict=True, zero_division=0)
+    averages = {average: _scores(rows.get(f"{average} avg")) for average in AVERAGES}
+    return {
+        "entity_types": {
+            name: _scores(row)
+            for name, row in rows.items()
+            if not name.endswith(" avg")
+        },
+        **averages,
+        "token_accuracy": float(accuracy_score(true, predicted)),
+        "num_sentences": len(true),
+        "num_tokens": num_tokens,
+        "mode": "conlleval",
+    }
+
+
+def format_entity_report(metrics, digits=4):
+    """Return the report as text: seqeval's table and a token accuracy line.
+
+    Args:
+        metrics: dict. from `entity_report`.
+        digits: int. decimals of the scores.
+
+    Returns:
+        str. the per-type and averaged table in the layout of seqeval's
+        `classification_report`, then the token accuracy.
+
+    Example:
+
+    ```python
+    print(format_entity_report(entity_report(true_tags, predicted_tags)))
+    ```
+    """
+    types = metrics["entity_types"]
+    width = max([len(name) for name in types] + [len("weighted avg"), digits])
+    reporter = StringReporter(width=width, digits=digits)
+    for name, row in types.items():
+        reporter.write(name, *_row_values(row))
+    reporter.write_blank()
+    for average in AVERAGES:
+        reporter.write(f"{average} avg", *_row_values(metrics[average]))
+    reporter.write_blank()
+    return (
+        reporter.report() + f"\ntoken accuracy: {metrics['token_accuracy']:.{digits}f} "
+        f"({metrics['num_tokens']} tokens in {metrics['num_sentences']} "
+        "sentences)\n"
+    )
+
+
+def _scores(row):
+    if row is None:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    return {
+        "precision": float(row["precision"]),
+        "recall": float(row["recall"]),
+        "f1": float(row["f1-score"]),
+        "support": int(row["support"]),
+    }
+
+
+def _row_values(row):
+    return row["precision"], row["recall"], row["f1"], row["support"]
