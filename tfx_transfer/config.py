@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-TASKS = ("images", "text")
+TASKS = ("images", "text", "tokens")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,10 +25,11 @@ class DataConfig:
             `train/ val/ test/` folders). None uses the bundled demo data.
         image_size: int or None. Square input size; None takes the
             backbone's own (224 for the ImageNet backbones).
-        val_fraction: float. Share of the examples held out for validation
-            when the folder has no `val/`.
-        test_fraction: float. Share held out for the final test report when
-            the folder has no `test/`.
+        val_fraction: float or None. Share of the examples held out for
+            validation when no validation split is given; None takes the
+            task's default (0.15, or 0.1 for tokens).
+        test_fraction: float or None. Share held out for the final test
+            report when no test split is given; None as above.
         seed: int. Seed for the split, shuffling and augmentation.
         batch_size: int. Examples per training step.
         class_weights: bool. Weight the loss by inverse class frequency
@@ -36,8 +37,9 @@ class DataConfig:
         text_column: str. Text tasks: the column (CSV/TSV) or key (JSONL)
             holding the text.
         label_column: str. Text tasks: the column or key holding the label.
-        sequence_length: int. Text tasks: tokens per example, longer texts
-            are truncated.
+        sequence_length: int or None. Text tasks: wordpieces per example;
+            longer texts are truncated, longer sentences (tokens task) cut
+            into chunks. None takes the task's default (128 text, 64 tokens).
         skip_bad_rows: bool. Text tasks: skip rows with an empty text or
             label, bad JSON or undecodable bytes, counting them in the data
             report, instead of stopping with an error.
@@ -47,24 +49,39 @@ class DataConfig:
 
     path: str | None = None
     image_size: int | None = None
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    val_fraction: float | None = None
+    test_fraction: float | None = None
     seed: int = 42
     batch_size: int = 32
     class_weights: bool = True
     text_column: str = "text"
     label_column: str = "label"
-    sequence_length: int = 128
+    sequence_length: int | None = None
     skip_bad_rows: bool = False
     val_path: str | None = None
     test_path: str | None = None
 
     def __post_init__(self):
-        if self.sequence_length < 8:
+        if self.sequence_length is not None and self.sequence_length < 8:
             raise ValueError(
                 "`data.sequence_length` must be >= 8. Received: "
                 f"sequence_length={self.sequence_length}"
             )
+        if None not in (self.val_fraction, self.test_fraction):
+            # Otherwise task defaults fill them in (`RunConfig.resolved`).
+            self._check_fractions()
+        if self.batch_size < 1:
+            raise ValueError(
+                f"`data.batch_size` must be >= 1. Received: "
+                f"batch_size={self.batch_size}"
+            )
+        if self.image_size is not None and self.image_size < 32:
+            raise ValueError(
+                f"`data.image_size` must be >= 32. Received: "
+                f"image_size={self.image_size}"
+            )
+
+    def _check_fractions(self):
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             # Early stopping needs a validation split and an honest report
@@ -78,16 +95,6 @@ class DataConfig:
                 "`data.val_fraction + data.test_fraction` must leave some "
                 f"training data. Received: val_fraction={self.val_fraction}, "
                 f"test_fraction={self.test_fraction}"
-            )
-        if self.batch_size < 1:
-            raise ValueError(
-                f"`data.batch_size` must be >= 1. Received: "
-                f"batch_size={self.batch_size}"
-            )
-        if self.image_size is not None and self.image_size < 32:
-            raise ValueError(
-                f"`data.image_size` must be >= 32. Received: "
-                f"image_size={self.image_size}"
             )
 
 
@@ -206,6 +213,8 @@ class StageConfig:
 # demos, within a few minutes on 2 CPU cores.
 TASK_DEFAULTS = {
     "images": {
+        "fractions": (0.15, 0.15),
+        "sequence_length": None,
         "backbone": "efficientnet_lite0",
         "weights": "imagenet",
         "stages": (
@@ -217,6 +226,8 @@ TASK_DEFAULTS = {
         ),
     },
     "text": {
+        "fractions": (0.15, 0.15),
+        "sequence_length": 128,
         "backbone": "minilm_l6",
         "weights": "pretrained",
         "stages": (
@@ -226,6 +237,23 @@ TASK_DEFAULTS = {
             StageConfig(
                 name="fine_tune", unfreeze=2, learning_rate=5e-5, epochs=2,
                 patience=1, optimizer="adamw",
+            ),
+        ),
+    },
+    "tokens": {
+        "fractions": (0.1, 0.1),
+        # WNUT tweets are at most 73 wordpieces; longer sentences are chunked.
+        "sequence_length": 64,
+        "backbone": "minilm_l6",
+        "weights": "pretrained",
+        "stages": (
+            # Frozen features tag poorly; the encoder's top layers matter.
+            StageConfig(
+                name="head", unfreeze=0, learning_rate=1e-2, epochs=2, patience=1
+            ),
+            StageConfig(
+                name="fine_tune", unfreeze=3, learning_rate=2e-4, epochs=4,
+                patience=2, optimizer="adamw",
             ),
         ),
     },
@@ -286,8 +314,15 @@ class RunConfig:
             backbone=self.model.backbone or defaults["backbone"],
             weights=self.model.weights or defaults["weights"],
         )
+        val_fraction, test_fraction = defaults["fractions"]
+        data = dataclasses.replace(
+            self.data,
+            val_fraction=self.data.val_fraction or val_fraction,
+            test_fraction=self.data.test_fraction or test_fraction,
+            sequence_length=self.data.sequence_length or defaults.get("sequence_length"),
+        )
         return dataclasses.replace(
-            self, model=model, stages=self.stages or defaults["stages"]
+            self, data=data, model=model, stages=self.stages or defaults["stages"]
         )
 
     def to_dict(self):

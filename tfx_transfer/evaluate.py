@@ -109,15 +109,15 @@ def plot_training_curves(stage_results, path):
     plt.close(figure)
 
 
-def format_report(metrics, stage_results, data_report, header):
-    """Returns `report.txt`: header, data, stages, per-class table, matrix."""
+def format_report(header, data_report, stage_results, body):
+    """Returns `report.txt`: header, data, stages, then the task's own `body`."""
     lines = [header, ""]
-    counts = data_report.get("counts", {})
+    totals = data_report.get("totals", {})
     lines.append("Data: " + ", ".join(
-        f"{split} {sum(per_class.values())}" for split, per_class in counts.items()
-    ) + f"; skipped {data_report.get('num_skipped', 0)} unreadable file(s)")
-    for path, reason in data_report.get("skipped", [])[:20]:
-        lines.append(f"  skipped {path}: {reason}")
+        f"{split} {count}" for split, count in totals.items()
+    ) + f"; skipped {data_report.get('num_skipped', 0)} unreadable example(s)")
+    for location, reason in data_report.get("skipped", [])[:20]:
+        lines.append(f"  skipped {location}: {reason}")
     lines.append("")
     lines.append("Stages:")
     for result in stage_results:
@@ -126,39 +126,47 @@ def format_report(metrics, stage_results, data_report, header):
             f"  {result.name:<12} unfreeze={result.unfreeze:<3} "
             f"epochs={result.epochs_run:<3} val_accuracy={result.val_accuracy:.4f}  {verdict}"
         )
-    lines += ["", f"Test accuracy: {metrics['accuracy']:.4f} "
-              f"({metrics['num_examples']} examples), macro F1 {metrics['macro_f1']:.4f}", ""]
-    lines.append(metrics["text_report"])
-    lines.append("Confusion matrix (rows: true, columns: predicted):")
-    for row in metrics["confusion_matrix"]:
-        lines.append("  " + " ".join(f"{count:4d}" for count in row))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", body.rstrip()]) + "\n"
+
+
+def write_files(run_dir, metrics, report, stage_results):
+    """Writes `metrics.json` (stage summaries added), `report.txt` and the curves."""
+    run_dir = Path(run_dir)
+    metrics = {
+        **metrics,
+        "stages": [{k: v for k, v in vars(r).items() if k != "history"} for r in stage_results],
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (run_dir / "report.txt").write_text(report)
+    plot_training_curves(stage_results, run_dir / "training_curves.png")
+    return metrics
 
 
 def write_report(model, test_data, class_names, stage_results, data_report, run_dir, header):
-    """Evaluates on the test split and writes every report file.
+    """Evaluates a classifier on the test split and writes every report file.
 
     Args:
         model: keras.Model. The trained classifier.
-        test_data: tf.data.Dataset. Test batches of (images, one-hot labels).
+        test_data: tf.data.Dataset. Test batches of (inputs, one-hot labels).
         class_names: sequence of str.
         stage_results: list of `tfx_transfer.stages.StageResult`.
-        data_report: dict. From `ImageFolderData.report()`.
+        data_report: dict. From the data's `report()`.
         run_dir: str or Path.
         header: str. First line of the report (what was trained).
 
     Returns:
         A tuple (metrics dict, report text).
     """
-    run_dir = Path(run_dir)
     y_true, probabilities = predict_dataset(model, test_data)
     metrics = classification_metrics(y_true, probabilities, class_names)
-    metrics["stages"] = [
-        {k: v for k, v in vars(r).items() if k != "history"} for r in stage_results
+    body = [
+        f"Test accuracy: {metrics['accuracy']:.4f} ({metrics['num_examples']} "
+        f"examples), macro F1 {metrics['macro_f1']:.4f}",
+        "",
+        metrics["text_report"],
+        "Confusion matrix (rows: true, columns: predicted):",
     ]
-    report = format_report(metrics, stage_results, data_report, header)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (run_dir / "report.txt").write_text(report)
-    plot_confusion_matrix(metrics["confusion_matrix"], class_names, run_dir / "confusion_matrix.png")
-    plot_training_curves(stage_results, run_dir / "training_curves.png")
-    return metrics, report
+    body += ["  " + " ".join(f"{count:4d}" for count in row) for row in metrics["confusion_matrix"]]
+    report = format_report(header, data_report, stage_results, "\n".join(body))
+    plot_confusion_matrix(metrics["confusion_matrix"], class_names, Path(run_dir) / "confusion_matrix.png")
+    return write_files(run_dir, metrics, report, stage_results), report

@@ -37,6 +37,24 @@ class Predictor:
     def takes_images(self):
         return self.input_name.endswith("_bytes")
 
+    @property
+    def tags_tokens(self):
+        return "tags" in self._serve.structured_outputs
+
+    def entities(self, sentence):
+        """Returns the entities a token model finds in one sentence.
+
+        Returns:
+            A list of (entity text, entity type, mean tag probability).
+        """
+        from tfx_transfer.tasks.tokens import entity_spans
+
+        out = self._serve(**{self.input_name: tf.constant([sentence])})
+        count = int(out["num_words"][0])
+        words = [w.decode() for w in out["words"][0].numpy()[:count]]
+        tags = [t.decode() for t in out["tags"][0].numpy()[:count]]
+        return entity_spans(words, tags, out["tag_probabilities"][0].numpy()[:count])
+
     def predict(self, inputs):
         """Returns probabilities `[N, C]` for a list of encoded images or texts.
 
@@ -57,6 +75,12 @@ class Predictor:
         probabilities = self.predict([example])[0]
         order = np.argsort(probabilities)[::-1][:k]
         return [(self.class_names[i], float(probabilities[i])) for i in order]
+
+
+def format_entities(sentence, spans):
+    """Formats one sentence's entities: `sentence: [type] text (p), ...`."""
+    found = ", ".join(f"[{kind}] {text} ({p:.3f})" for text, kind, p in spans)
+    return f"{sentence}: {found or 'no entities'}"
 
 
 def format_top_k(name, pairs):

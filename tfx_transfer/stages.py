@@ -197,7 +197,9 @@ def run_stages(
     val_data,
     run_dir,
     class_weight=None,
-    label_smoothing=0.0,
+    loss="categorical_crossentropy",
+    metrics=("accuracy",),
+    weighted_metrics=None,
     jit_compile=False,
     verbose=2,
     callbacks=(),
@@ -213,7 +215,11 @@ def run_stages(
         val_data: tf.data.Dataset. Same, for early stopping and selection.
         run_dir: str or Path. Checkpoints, logs and `stages.json` go here.
         class_weight: dict or None. Passed to `fit`.
-        label_smoothing: float. Of the categorical cross-entropy.
+        loss: str or `keras.losses.Loss`. The task's loss.
+        metrics: sequence. Metrics; one must log as "accuracy", which
+            early stopping and stage selection watch on validation data.
+        weighted_metrics: sequence or None. Metrics weighted by the
+            dataset's sample weights (token tasks mask padding this way).
         jit_compile: bool. XLA-compile the train step.
         verbose: int. Keras `fit` verbosity.
         callbacks: sequence of `keras.callbacks.Callback`. Added to every
@@ -237,7 +243,8 @@ def run_stages(
         else:
             result = _run_stage(
                 model, backbone, unfreeze_groups, stage, train_data, val_data,
-                run_dir, class_weight, label_smoothing, jit_compile, verbose, best,
+                run_dir, class_weight, (loss, metrics, weighted_metrics), jit_compile,
+                verbose, best,
                 callbacks,
             )
             if result.kept:
@@ -259,14 +266,16 @@ def run_stages(
 
 def _run_stage(
     model, backbone, unfreeze_groups, stage, train_data, val_data, run_dir,
-    class_weight, label_smoothing, jit_compile, verbose, best, callbacks,
+    class_weight, objective, jit_compile, verbose, best, callbacks,
 ):
+    loss, metrics, weighted_metrics = objective
     set_trainable_blocks(backbone, unfreeze_groups, stage.unfreeze)
     # Recompiling is what makes the new trainable flags take effect.
     model.compile(
         optimizer=build_optimizer(stage, _steps_per_epoch(train_data)),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=["accuracy"],
+        loss=loss,
+        metrics=list(metrics or []),
+        weighted_metrics=weighted_metrics,
         jit_compile=jit_compile,
     )
     trainable = len(model.trainable_weights)

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import keras
 
-from tfx_transfer import evaluate, export, stages, tasks
+from tfx_transfer import export, stages, tasks
 from tfx_transfer.config import RunConfig, load_config, save_config
-from tfx_transfer.data import class_weights
 
 CONFIG_FILE = "config.yaml"
 DATA_REPORT_FILE = "data_report.json"
@@ -105,13 +104,9 @@ def run(config=None, run_dir=None, verbose=2):
     data = task.read_data(config.data)
     data_report = data.report()
     (run_dir / DATA_REPORT_FILE).write_text(json.dumps(data_report, indent=2))
-    print(_describe_data(data))
+    print(_describe_data(data_report))
     train_data, val_data, test_data = task.make_datasets(data, config, prepared)
-    weights = None
-    if config.data.class_weights:
-        weights = class_weights.class_weights(
-            data.splits["train"].labels, len(data.class_names)
-        )
+    weights = task.class_weight(data) if config.data.class_weights else None
 
     # Model.
     model, backbone = task.build_classifier(prepared, len(data.class_names), config.model)
@@ -127,7 +122,7 @@ def run(config=None, run_dir=None, verbose=2):
         val_data,
         run_dir,
         class_weight=weights,
-        label_smoothing=config.model.label_smoothing,
+        **task.objective(config.model),
         jit_compile=config.jit_compile,
         verbose=verbose,
     )
@@ -137,8 +132,8 @@ def run(config=None, run_dir=None, verbose=2):
         f"tfx_transfer {config.task} run {run_dir.name}: "
         f"{prepared.describe(config.model.weights)}, {len(data.class_names)} classes"
     )
-    metrics, report = evaluate.write_report(
-        model, test_data, data.class_names, stage_results, data_report, run_dir, header
+    metrics, report = task.write_report(
+        model, test_data, data, prepared, stage_results, data_report, run_dir, header
     )
 
     # Export.
@@ -155,15 +150,16 @@ def run(config=None, run_dir=None, verbose=2):
     return RunResult(run_dir, metrics, stage_results, saved_model, report)
 
 
-def _describe_data(data):
-    sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
+def _describe_data(report):
+    sizes = ", ".join(f"{name} {count}" for name, count in report["totals"].items())
     text = (
-        f"Data: {len(data.class_names)} classes ({', '.join(data.class_names)}); "
-        f"{sizes} ({data.split_source})"
+        f"Data: {len(report['class_names'])} classes ({', '.join(report['class_names'])}); "
+        f"{sizes} ({report['split_source']})"
     )
-    if data.skipped:
-        text += f"\nSkipped {len(data.skipped)} unreadable file(s); see {DATA_REPORT_FILE}:"
-        text += "".join(f"\n  {path}: {reason}" for path, reason in data.skipped[:10])
+    skipped = report["skipped"]
+    if skipped:
+        text += f"\nSkipped {len(skipped)} unreadable example(s); see {DATA_REPORT_FILE}:"
+        text += "".join(f"\n  {location}: {reason}" for location, reason in skipped[:10])
     return text
 
 

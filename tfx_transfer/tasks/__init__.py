@@ -1,8 +1,8 @@
 """One module per task, each of the same shape (see `tasks/images.py`)."""
 
-from tfx_transfer.tasks import images, text
+from tfx_transfer.tasks import images, text, tokens
 
-TASKS = {"images": images, "text": text}
+TASKS = {"images": images, "text": text, "tokens": tokens}
 
 
 def get_task(name):

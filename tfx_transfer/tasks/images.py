@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tfx_transfer import backbones, heads
 from tfx_transfer.data import augment, bundled, folders, pipeline
+from tfx_transfer.tasks.classification import class_weight, objective, write_report  # noqa: F401
 
 SERVING_INPUT = "image_bytes"
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 from tfx_transfer import heads, text_weights
 from tfx_transfer.backbones import WeightsUnavailableError
 from tfx_transfer.data import bundled
+from tfx_transfer.tasks.classification import class_weight, objective, write_report  # noqa: F401
 from tfx_transfer.data import text as text_data
 
 SERVING_INPUT = "text"
