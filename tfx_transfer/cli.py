@@ -31,6 +31,8 @@ _FIELD_FLAGS = {
     "output_dir": "output_dir",
     "run_name": "run_name",
     "jit_compile": "jit_compile",
+    "cache_features": "cache_features",
+    "feature_views": "feature_views",
     "text_column": "data.text_column",
     "label_column": "data.label_column",
     "sequence_length": "data.sequence_length",
@@ -126,6 +128,11 @@ def config_from_flags(config_path, flags):
 @click.option("--run-name", help="Run directory name. [default: TASK-BACKBONE-TIME]")
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="XLA for the train step. [default: off; slower on CPU]")
+@click.option("--cache-features/--no-cache-features", default=None,
+              help="Train the head-only stage on backbone features computed once. "
+                   "[default: on]")
+@click.option("--feature-views", type=click.IntRange(min=1),
+              help="Augmented views per training image in the feature cache. [default: 3]")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Resume an interrupted run from its directory (uses its config.yaml).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")

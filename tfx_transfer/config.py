@@ -271,6 +271,11 @@ class RunConfig:
             from the task, backbone and time.
         jit_compile: bool. XLA-compile the training step. Off by default:
             on CPU it runs depthwise convolutions many times slower.
+        cache_features: bool. Train head-only stages on backbone features
+            computed once, instead of running the frozen backbone every
+            epoch (`tfx_transfer.features`).
+        feature_views: int. With augmentation on, how many augmented views
+            of each training image are cached.
         data: DataConfig.
         augment: AugmentConfig.
         model: ModelConfig.
@@ -282,6 +287,8 @@ class RunConfig:
     output_dir: str = "runs"
     run_name: str | None = None
     jit_compile: bool = False
+    cache_features: bool = True
+    feature_views: int = 3
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()
@@ -291,6 +298,10 @@ class RunConfig:
         if self.task not in TASKS:
             raise ValueError(
                 f"`task` must be one of {TASKS}. Received: task={self.task!r}"
+            )
+        if self.feature_views < 1:
+            raise ValueError(
+                f"`feature_views` must be >= 1. Received: feature_views={self.feature_views}"
             )
         if self.stages is None:
             return

@@ -14,9 +14,12 @@ finished stage (and mid-stage, from Keras' `BackupAndRestore`).
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import keras
+
+from tfx_transfer import features
 
 STATE_FILE = "stages.json"
 KEPT_WEIGHTS = "kept.weights.h5"
@@ -188,6 +191,18 @@ def _write_state(run_dir, results):
     tmp.replace(path)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Fitting:
+    """What every stage's `compile` and `fit` share."""
+
+    run_dir: Path
+    class_weight: dict | None
+    objective: tuple
+    jit_compile: bool
+    verbose: int
+    callbacks: tuple
+
+
 def run_stages(
     model,
     backbone,
@@ -203,15 +218,19 @@ def run_stages(
     jit_compile=False,
     verbose=2,
     callbacks=(),
+    feature_views=0,
+    batch_size=32,
+    seed=42,
 ):
     """Runs the staged plan on `model`, resuming from `run_dir` if it can.
 
     Args:
-        model: keras.Model. The classifier; trained in place.
+        model: keras.Model. The classifier; trained in place. It must end in
+            the `tfx_transfer.heads` layers when `feature_views` is on.
         backbone: keras.Model. The backbone inside `model`.
         unfreeze_groups: tuple. `BackboneSpec.unfreeze_groups`.
         stages: sequence of `tfx_transfer.config.StageConfig`.
-        train_data: tf.data.Dataset. Batches of (images, one-hot labels).
+        train_data: tf.data.Dataset. Batches of (inputs, labels[, weights]).
         val_data: tf.data.Dataset. Same, for early stopping and selection.
         run_dir: str or Path. Checkpoints, logs and `stages.json` go here.
         class_weight: dict or None. Passed to `fit`.
@@ -224,16 +243,27 @@ def run_stages(
         verbose: int. Keras `fit` verbosity.
         callbacks: sequence of `keras.callbacks.Callback`. Added to every
             stage's own (checkpoints, early stopping, logs, backup).
+        feature_views: int. 0 runs every stage through the whole model (the
+            plain Keras loop). N >= 1 trains head-only stages on backbone
+            features computed once (`tfx_transfer.features`), from N passes
+            over the (augmented) training data.
+        batch_size: int. Batch size of the cached-feature pipelines.
+        seed: int. Shuffle seed of the cached-feature pipelines.
 
     Returns:
         A list of `StageResult`, one per stage, in order. On return `model`
         holds the weights of the best kept stage.
     """
     run_dir = Path(run_dir)
+    fitting = _Fitting(
+        run_dir, class_weight, (loss, metrics, weighted_metrics), jit_compile,
+        verbose, tuple(callbacks),
+    )
     done = _read_state(run_dir)
     kept_path = run_dir / "checkpoints" / KEPT_WEIGHTS
     if done and kept_path.is_file():
         model.load_weights(str(kept_path))
+    cached = None
     results = []
     best = None
     for stage in stages:
@@ -241,11 +271,15 @@ def run_stages(
             result = done[stage.name]
             print(f"Stage '{stage.name}' already finished; resuming after it.")
         else:
+            target, train, val = model, train_data, val_data
+            if stage.unfreeze == 0 and feature_views:
+                set_trainable_blocks(backbone, unfreeze_groups, 0)
+                cached = cached or _cache_features(
+                    model, train_data, val_data, feature_views, batch_size, seed
+                )
+                target, train, val = cached
             result = _run_stage(
-                model, backbone, unfreeze_groups, stage, train_data, val_data,
-                run_dir, class_weight, (loss, metrics, weighted_metrics), jit_compile,
-                verbose, best,
-                callbacks,
+                target, backbone, unfreeze_groups, stage, train, val, fitting, best
             )
             if result.kept:
                 model.save_weights(str(kept_path))
@@ -264,11 +298,25 @@ def run_stages(
     return results
 
 
-def _run_stage(
-    model, backbone, unfreeze_groups, stage, train_data, val_data, run_dir,
-    class_weight, objective, jit_compile, verbose, best, callbacks,
-):
-    loss, metrics, weighted_metrics = objective
+def _cache_features(model, train_data, val_data, views, batch_size, seed):
+    started = time.time()
+    extractor, head = features.split_classifier(model)
+    train = features.extract(extractor, train_data, views)
+    val = features.extract(extractor, val_data)
+    print(
+        f"Cached backbone features of {len(train[0])} training examples "
+        f"({views} view(s)) and {len(val[0])} validation examples in "
+        f"{time.time() - started:.0f} s; head-only stages train on them."
+    )
+    return (
+        head,
+        features.feature_dataset(train, batch_size, training=True, seed=seed),
+        features.feature_dataset(val, batch_size, training=False),
+    )
+
+
+def _run_stage(model, backbone, unfreeze_groups, stage, train_data, val_data, fitting, best):
+    loss, metrics, weighted_metrics = fitting.objective
     set_trainable_blocks(backbone, unfreeze_groups, stage.unfreeze)
     # Recompiling is what makes the new trainable flags take effect.
     model.compile(
@@ -276,7 +324,7 @@ def _run_stage(
         loss=loss,
         metrics=list(metrics or []),
         weighted_metrics=weighted_metrics,
-        jit_compile=jit_compile,
+        jit_compile=fitting.jit_compile,
     )
     trainable = len(model.trainable_weights)
     print(
@@ -289,10 +337,11 @@ def _run_stage(
             train_data,
             validation_data=val_data,
             epochs=stage.epochs,
-            class_weight=class_weight,
+            class_weight=fitting.class_weight,
             shuffle=False,  # The training pipeline reshuffles itself.
-            callbacks=_stage_callbacks(stage, run_dir, verbose) + list(callbacks),
-            verbose=verbose,
+            callbacks=_stage_callbacks(stage, fitting.run_dir, fitting.verbose)
+            + list(fitting.callbacks),
+            verbose=fitting.verbose,
         )
         history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     # The restored best epoch, measured again rather than read from logs.

@@ -125,6 +125,9 @@ def run(config=None, run_dir=None, verbose=2):
         **task.objective(config.model),
         jit_compile=config.jit_compile,
         verbose=verbose,
+        feature_views=_feature_views(config, task),
+        batch_size=config.data.batch_size,
+        seed=config.data.seed,
     )
 
     # Evaluate.
@@ -148,6 +151,13 @@ def run(config=None, run_dir=None, verbose=2):
     print(f"Finished in {time.time() - started:.0f} s.")
     print(f"Exported SavedModel: {saved_model}")
     return RunResult(run_dir, metrics, stage_results, saved_model, report)
+
+
+def _feature_views(config, task):
+    if not config.cache_features:
+        return 0
+    # Without random augmentation every pass gives the same features.
+    return config.feature_views if config.augment.enabled and task.AUGMENTS else 1
 
 
 def _describe_data(report):

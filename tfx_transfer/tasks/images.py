@@ -18,6 +18,7 @@ from tfx_transfer.data import augment, bundled, folders, pipeline
 from tfx_transfer.tasks.classification import class_weight, objective, write_report  # noqa: F401
 
 SERVING_INPUT = "image_bytes"
+AUGMENTS = True  # Whether the training stream is randomly augmented.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ from tfx_transfer.tasks.classification import class_weight, objective, write_rep
 from tfx_transfer.data import text as text_data
 
 SERVING_INPUT = "text"
+AUGMENTS = False  # Whether the training stream is randomly augmented.
 FEATURES = ("token_ids", "segment_ids", "padding_mask")
 
 

@@ -19,6 +19,8 @@ from tfx_transfer import entity_metrics, evaluate, heads
 from tfx_transfer.data import alignment, bundled_conll, conll
 from tfx_transfer.tasks.text import FEATURES, SERVING_INPUT, export_objects, prepare_backbone  # noqa: F401
 
+AUGMENTS = False  # Whether the training stream is randomly augmented.
+
 
 def read_data(data_config):
     """Reads and splits CoNLL-style `token TAG` files; tags become BIO.
