@@ -196,6 +196,33 @@ def predict_command(model_path, inputs, top_k):
         click.echo(top if isinstance(top, str) else predict.format_top_k(name, top))
 
 
+@click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--task", type=click.Choice(["images", "text"]), multiple=True,
+              help="Which task's head stage to time (repeatable). [default: both]")
+@click.option("--per-class", type=click.IntRange(min=2), default=10, show_default=True,
+              help="Examples per class per split: small, so it runs in minutes.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Also write the results as JSON here.")
+def bench_command(task, per_class, epochs, json_path):
+    """Time the head stage with cached features against the plain Keras loop.
+
+    Each ratio is measured in this run against a baseline in the same run,
+    on the bundled demo data at a small size (see benchmarks/ for more).
+    """
+    import json
+
+    from tfx_transfer import bench
+
+    results = []
+    for name in task or ("images", "text"):
+        sizes = {"image_size": 128} if name == "images" else {"sequence_length": 64}
+        results.append(bench.head_stage(name, per_class=per_class, epochs=epochs, **sizes))
+        click.echo(bench.format_table(results[-1]) + "\n")
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """tfx_transfer: pretrained backbone + your data -> evaluated, served classifier."""
@@ -203,3 +230,4 @@ def main():
 
 main.add_command(train_command)
 main.add_command(predict_command)
+main.add_command(bench_command)

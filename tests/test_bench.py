@@ -1,0 +1,24 @@
+from click.testing import CliRunner
+
+from tfx_transfer import bench, cli
+
+
+def test_head_stage_benchmark_compares_like_with_like():
+    result = bench.head_stage("images", per_class=3, epochs=2, image_size=64)
+    # Same start, same data, same epochs: the two loops reach the same model.
+    assert abs(result["plain_val_accuracy"] - result["cached_val_accuracy"]) < 1e-6
+    assert result["train_examples"] == 30 and result["epochs"] == 2
+    for key in ("one_backbone_pass_s", "plain_s", "cached_s"):
+        assert result[key] > 0
+    assert result["speedup"] == result["plain_s"] / result["cached_s"]
+    assert "speedup" in bench.format_table(result)
+
+
+def test_bench_command_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        cli.main, ["bench", "--task", "images", "--per-class", "2", "--epochs", "1",
+                   "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "cached_over_one_pass" in result.output
+    assert out.read_text().startswith("[")
