@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tfx_transfer.data.bundled_conll import bundled_conll_path
+from tfx_transfer.data.bundled import bundled_conll_path
 from tfx_transfer.data.conll import Sentence
 from tfx_transfer.data.conll import TokenData
 from tfx_transfer.data.conll import detect_scheme

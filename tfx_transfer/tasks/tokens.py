@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_transfer import entity_metrics, evaluate, heads
-from tfx_transfer.data import alignment, bundled_conll, conll
+from tfx_transfer.data import alignment, bundled, conll
 from tfx_transfer.tasks.text import FEATURES, SERVING_INPUT, export_objects, prepare_backbone  # noqa: F401
 
 AUGMENTS = False  # Whether the training stream is randomly augmented.
@@ -33,7 +33,7 @@ def read_data(data_config):
         A `tfx_transfer.data.conll.TokenData`.
     """
     return conll.read_token_data(
-        data_config.path or bundled_conll.bundled_conll_path(),
+        data_config.path or bundled.bundled_conll_path(),
         val_path=data_config.val_path,
         test_path=data_config.test_path,
         val_fraction=data_config.val_fraction,
