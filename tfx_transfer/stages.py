@@ -264,6 +264,7 @@ def run_stages(
     if done and kept_path.is_file():
         model.load_weights(str(kept_path))
     cached = None
+    kept_weights = model.get_weights()
     results = []
     best = None
     for stage in stages:
@@ -284,7 +285,9 @@ def run_stages(
             if result.kept:
                 model.save_weights(str(kept_path))
             else:
-                model.load_weights(str(kept_path))
+                # From memory: the file also holds the optimizer of the stage
+                # that wrote it, which Keras warns about loading into another.
+                model.set_weights(kept_weights)
                 print(
                     f"Stage '{stage.name}' reached validation accuracy "
                     f"{result.val_accuracy:.4f}, not better than "
@@ -295,6 +298,7 @@ def run_stages(
         _write_state(run_dir, results)
         if result.kept:
             best = result
+            kept_weights = model.get_weights()
     return results
 
 
