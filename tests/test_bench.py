@@ -24,4 +24,13 @@ def test_bench_command_writes_json(tmp_path):
                    "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "cached_over_one_pass" in result.output
+    assert "pipeline_over_backbone" in result.output
     assert out.read_text().startswith("[")
+
+
+def test_input_pipeline_benchmark_times_both_sides():
+    result = bench.input_pipeline(per_class=2, image_size=64)
+    assert result["train_examples"] == 20 and result["image_size"] == 64
+    assert result["pipeline_over_backbone"] == (
+        result["pipeline_cached_images_per_s"] / result["backbone_images_per_s"]
+    )
