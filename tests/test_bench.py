@@ -25,6 +25,7 @@ def test_bench_command_writes_json(tmp_path):
     assert result.exit_code == 0, result.output
     assert "cached_over_one_pass" in result.output
     assert "pipeline_over_backbone" in result.output
+    assert "p50_ratio" in result.output
     assert out.read_text().startswith("[")
 
 
@@ -34,3 +35,11 @@ def test_input_pipeline_benchmark_times_both_sides():
     assert result["pipeline_over_backbone"] == (
         result["pipeline_cached_images_per_s"] / result["backbone_images_per_s"]
     )
+
+
+def test_serving_latency_benchmark_times_saved_model_and_backbone():
+    result = bench.serving_latency(image_size=64, repeats=3, batch_size=4)
+    assert result["image_size"] == 64 and result["batch_size"] == 4
+    assert result["saved_model_p95_ms"] >= result["saved_model_p50_ms"] > 0
+    assert result["p50_ratio"] == result["saved_model_p50_ms"] / result["backbone_p50_ms"]
+    assert result["saved_model_batch_images_per_s"] > 0

@@ -156,6 +156,83 @@ def input_pipeline(per_class=30, image_size=None, batch_size=32, seed=42):
     }
 
 
+def serving_latency(image_size=None, repeats=30, batch_size=32, seed=42):
+    """Times the exported SavedModel on raw JPEG bytes against the bare backbone.
+
+    One JPEG from the bundled demo (upscaled to the model's size) goes
+    through `serving_default` (decode, resize, normalise, backbone, head)
+    `repeats` times; the bare backbone runs `repeats` times on the same
+    image already decoded and resized. Both are warmed up first.
+
+    Args:
+        image_size: int or None. Model input size (None: the backbone's).
+        repeats: int. Timed calls of each.
+        batch_size: int. Images per call for the batch throughput.
+        seed: int.
+
+    Returns:
+        A dict with p50/p95 latencies (ms), their ratio (goal <= 1.2) and
+        the SavedModel's batch throughput.
+    """
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from tfx_transfer import backbones, export
+    from tfx_transfer.data import pipeline
+
+    config = RunConfig(data=DataConfig(image_size=image_size, seed=seed)).resolved()
+    task_module = tasks.get_task("images")
+    prepared = task_module.prepare_backbone(config)
+    data = task_module.read_data(config.data)
+    model, backbone = task_module.build_classifier(prepared, len(data.class_names), config.model)
+    size = prepared.image_size
+    buffer = io.BytesIO()
+    Image.open(data.splits["test"].items[0]).convert("RGB").resize((size, size)).save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+
+    with tempfile.TemporaryDirectory() as folder:
+        export.export_run(
+            model, task_module.serving_fn(model, data.class_names, prepared), data.class_names, folder
+        )
+        serve = export.load_serving_model(folder).signatures["serving_default"]
+        image = pipeline.decode_and_resize(jpeg, size)[None]
+        preprocess = backbones.ImagePreprocessing(prepared.spec.preprocessing)
+        bare = tf.function(lambda x: backbone(preprocess(x), training=False))
+
+        def latencies(call):
+            call()
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                call()
+                times.append((time.perf_counter() - started) * 1000)
+            return np.percentile(times, 50), np.percentile(times, 95)
+
+        served = latencies(lambda: serve(image_bytes=tf.constant([jpeg]))["label"].numpy())
+        backbone_only = latencies(lambda: bare(image).numpy())
+        batch = tf.constant([jpeg] * batch_size)
+        serve(image_bytes=batch)
+        started = time.perf_counter()
+        serve(image_bytes=batch)["label"].numpy()
+        throughput = batch_size / (time.perf_counter() - started)
+    return {
+        "benchmark": "serving_latency",
+        "backbone": config.model.backbone,
+        "image_size": size,
+        "repeats": repeats,
+        "saved_model_p50_ms": served[0],
+        "saved_model_p95_ms": served[1],
+        "backbone_p50_ms": backbone_only[0],
+        "backbone_p95_ms": backbone_only[1],
+        "p50_ratio": served[0] / backbone_only[0],
+        "p95_ratio": served[1] / backbone_only[1],
+        "batch_size": batch_size,
+        "saved_model_batch_images_per_s": throughput,
+    }
+
+
 def format_table(result):
     """Formats a benchmark's result dict as an aligned two-column table."""
     width = max(len(key) for key in result)

@@ -205,7 +205,7 @@ def predict_command(model_path, inputs, top_k):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the results as JSON here.")
 def bench_command(task, per_class, epochs, json_path):
-    """Time the head stage (cached features vs the plain Keras loop) and the input pipeline.
+    """Time the head stage (cached vs plain Keras loop), input pipeline and serving latency.
 
     Each ratio is measured in this run against a baseline in the same run,
     on the bundled demo data at a small size (see benchmarks/ for more).
@@ -221,6 +221,8 @@ def bench_command(task, per_class, epochs, json_path):
         click.echo(bench.format_table(results[-1]) + "\n")
         if name == "images":
             results.append(bench.input_pipeline(per_class=per_class, **sizes))
+            click.echo(bench.format_table(results[-1]) + "\n")
+            results.append(bench.serving_latency(repeats=10, **sizes))
             click.echo(bench.format_table(results[-1]) + "\n")
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))
