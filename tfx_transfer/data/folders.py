@@ -7,11 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 
 from tfx_transfer.data.splits import (
-    Split,
+    LabelledData,
     check_fractions,
     seeded_split,
     sorted_split,
-    splits_report,
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -19,7 +18,7 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageFolderData:
+class ImageFolderData(LabelledData):
     """Class names, train/val/test splits and skipped files of an image tree.
 
     Args:
@@ -43,33 +42,6 @@ class ImageFolderData:
     json.dumps(data.report())
     ```
     """
-
-    class_names: tuple[str, ...]
-    splits: dict[str, Split]
-    skipped: tuple[tuple[str, str], ...] = ()
-    split_source: str = "seeded split"
-    carved_splits: tuple[str, ...] = ()
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    def report(self):
-        """Return a JSON-ready summary: per-split class counts and skips.
-
-        Returns:
-            A dict of plain str/int/list/dict values: `class_names`,
-            `split_source`, `carved_splits`, `counts` (split name ->
-            class name -> count), `totals` (split name -> count),
-            `num_skipped` and `skipped` (a list of `[path, reason]`).
-        """
-        return splits_report(
-            self.class_names,
-            self.splits,
-            self.skipped,
-            self.split_source,
-            self.carved_splits,
-        )
 
 
 def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):

@@ -75,28 +75,53 @@ def sorted_split(items, labels):
     )
 
 
-def splits_report(class_names, splits, skipped, split_source, carved_splits):
-    """Return the JSON-ready summary that every reader's `report()` gives.
+@dataclasses.dataclass(frozen=True)
+class LabelledData:
+    """Class names, train/val/test splits and skipped examples: what every reader returns.
 
-    One function builds it so that image and text data report the same keys:
-    `class_names`, `split_source`, `carved_splits`, `counts` (split name ->
-    class name -> count), `totals` (split name -> count), `num_skipped` and
-    `skipped` (a list of `[where, reason]`).
+    One class holds them, so image and text data report the same keys.
+
+    Args:
+        class_names: tuple of str. a label is an index into it.
+        splits: dict. `"train"`, `"val"` and `"test"` mapped to `Split`s.
+        skipped: tuple of `(where, reason)` pairs. examples left out.
+        split_source: str. how the splits were made.
+        carved_splits: tuple of str. splits drawn by the seeded split
+            while the others were given.
     """
-    num_classes = len(class_names)
-    counts = {
-        name: dict(zip(class_names, split.class_counts(num_classes)))
-        for name, split in splits.items()
-    }
-    return {
-        "class_names": list(class_names),
-        "split_source": split_source,
-        "carved_splits": list(carved_splits),
-        "counts": counts,
-        "totals": {name: len(split) for name, split in splits.items()},
-        "num_skipped": len(skipped),
-        "skipped": [[where, reason] for where, reason in skipped],
-    }
+
+    class_names: tuple[str, ...]
+    splits: dict[str, Split]
+    skipped: tuple[tuple[str, str], ...] = ()
+    split_source: str = "seeded split"
+    carved_splits: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def report(self):
+        """Return a JSON-ready summary: per-split class counts and skips.
+
+        Returns:
+            A dict of plain values: `class_names`, `split_source`,
+            `carved_splits`, `counts` (split name -> class name -> count),
+            `totals` (split name -> count), `num_skipped` and `skipped` (a
+            list of `[where, reason]`).
+        """
+        counts = {
+            name: dict(zip(self.class_names, split.class_counts(self.num_classes)))
+            for name, split in self.splits.items()
+        }
+        return {
+            "class_names": list(self.class_names),
+            "split_source": self.split_source,
+            "carved_splits": list(self.carved_splits),
+            "counts": counts,
+            "totals": {name: len(split) for name, split in self.splits.items()},
+            "num_skipped": len(self.skipped),
+            "skipped": [[where, reason] for where, reason in self.skipped],
+        }
 
 
 def seeded_split(whole, fractions, seed, class_names, source):

@@ -6,11 +6,10 @@ import os
 
 from tfx_transfer.data import text_formats
 from tfx_transfer.data.splits import (
-    Split,
+    LabelledData,
     check_fractions,
     seeded_split,
     sorted_split,
-    splits_report,
 )
 from tfx_transfer.data.text_formats import SPLIT_NAMES
 
@@ -18,7 +17,7 @@ TEXT_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson")
 
 
 @dataclasses.dataclass(frozen=True)
-class TextData:
+class TextData(LabelledData):
     """Class names, train/val/test splits and skipped rows of a text data set.
 
     Args:
@@ -45,33 +44,11 @@ class TextData:
     ```
     """
 
-    class_names: tuple[str, ...]
-    splits: dict[str, Split]
-    skipped: tuple[tuple[str, str], ...] = ()
     duplicates_dropped: int = 0
-    split_source: str = "seeded split"
-    carved_splits: tuple[str, ...] = ()
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
 
     def report(self):
-        """Return a JSON-ready summary: per-split class counts and skips.
-
-        Returns:
-            A dict with the keys of `ImageFolderData.report()` (`skipped`
-            holds `[location, reason]` pairs) plus `duplicates_dropped`.
-        """
-        report = splits_report(
-            self.class_names,
-            self.splits,
-            self.skipped,
-            self.split_source,
-            self.carved_splits,
-        )
-        report["duplicates_dropped"] = self.duplicates_dropped
-        return report
+        """Return `LabelledData.report()` plus `duplicates_dropped`."""
+        return {**super().report(), "duplicates_dropped": self.duplicates_dropped}
 
 
 def read_text_data(
