@@ -10,6 +10,7 @@ Same shape as `tasks/images.py`.
 """
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -117,6 +118,22 @@ def _source(spec, weights):
     return str(local)
 
 
+def _tokenizer_options(source):
+    """keras-hub tokenizer options a Hugging Face folder implies but keras-hub drops.
+
+    Hugging Face's BertTokenizer strips accents whenever it lowercases,
+    unless its config says otherwise; the checkpoint was trained that way.
+    keras-hub's converter keeps only `lowercase`, so "café" would become
+    [UNK] instead of "cafe".
+    """
+    config_file = Path(source) / "tokenizer_config.json"
+    if not config_file.is_file():  # A keras-hub preset carries its own options.
+        return {}
+    config = json.loads(config_file.read_text())
+    strip = config.get("strip_accents")
+    return {"strip_accents": bool(config.get("do_lower_case") if strip is None else strip)}
+
+
 def prepare_backbone(config):
     """Loads the encoder and tokenizer; runs before any data is read.
 
@@ -132,8 +149,11 @@ def prepare_backbone(config):
         encoder = keras_hub.models.BertBackbone.from_preset(
             source, load_weights=config.model.weights != "none"
         )
-        preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
-            source, sequence_length=config.data.sequence_length
+        tokenizer = keras_hub.models.BertTokenizer.from_preset(
+            source, **_tokenizer_options(source)
+        )
+        preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+            tokenizer, sequence_length=config.data.sequence_length
         )
     except Exception as error:
         if source != spec.preset:
