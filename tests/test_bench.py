@@ -21,11 +21,12 @@ def test_bench_command_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(
         cli.main, ["bench", "--task", "images", "--per-class", "2", "--epochs", "1",
-                   "--json", str(out)])
+                   "--image-size", "64", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "cached_over_one_pass" in result.output
     assert "pipeline_over_backbone" in result.output
     assert "p50_ratio" in result.output
+    assert "float32_xla_over_float32" in result.output
     assert out.read_text().startswith("[")
 
 
@@ -43,3 +44,12 @@ def test_serving_latency_benchmark_times_saved_model_and_backbone():
     assert result["saved_model_p95_ms"] >= result["saved_model_p50_ms"] > 0
     assert result["p50_ratio"] == result["saved_model_p50_ms"] / result["backbone_p50_ms"]
     assert result["saved_model_batch_images_per_s"] > 0
+
+
+def test_precision_benchmark_times_every_setting_against_float32():
+    result = bench.precision_and_xla("images", batch_size=2, repeats=1, image_size=32)
+    for name in ("mixed_float16", "mixed_bfloat16", "float32_xla"):
+        assert result[f"{name}_examples_per_s"] > 0
+        assert result[f"{name}_over_float32"] == (
+            result[f"{name}_examples_per_s"] / result["float32_examples_per_s"]
+        )

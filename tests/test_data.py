@@ -4,6 +4,7 @@ import io
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,6 +13,7 @@ from PIL import Image
 from tfx_transfer.data import IMAGE_EXTENSIONS
 from tfx_transfer.data import Split
 from tfx_transfer.data import build_augmentation
+from tfx_transfer.data.augment import RandomAffine
 from tfx_transfer.data import bundled_data_dir
 from tfx_transfer.data import decode_and_resize
 from tfx_transfer.data import make_image_dataset
@@ -246,10 +248,44 @@ def test_augmentation_only_on_the_training_stream(tmp_path):
 
 def test_build_augmentation_turns_off():
     assert build_augmentation(flip=False, rotation=0, zoom=0, contrast=0) is None
-    assert len(build_augmentation().layers) == 4
-    assert len(build_augmentation(zoom=0, contrast=0).layers) == 2
+    assert [layer.name for layer in build_augmentation().layers][0] == "random_affine"
+    assert len(build_augmentation().layers) == 2
+    assert len(build_augmentation(zoom=0, contrast=0).layers) == 1
+    assert len(build_augmentation(flip=False, rotation=0, zoom=0).layers) == 1
     with pytest.raises(ValueError, match="rotation=-0.1"):
         build_augmentation(rotation=-0.1)
+
+
+def random_images(n=32, size=17, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def test_random_affine_flip_mirrors_some_images_exactly():
+    images = random_images()
+    out = np.asarray(RandomAffine(flip=True, seed=3)(images, training=True))
+    same = [np.allclose(o, i, atol=1e-3) for o, i in zip(out, images)]
+    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-3) for o, i in zip(out, images)]
+    assert all(s != m for s, m in zip(same, mirrored))  # Each image: one or the other.
+    assert 0 < sum(mirrored) < len(images)
+
+
+def test_random_affine_rotates_and_zooms_about_the_centre():
+    images = random_images()
+    out = np.asarray(RandomAffine(flip=False, rotation=0.1, zoom=0.2, seed=1)(images, training=True))
+    np.testing.assert_allclose(out[:, 8, 8], images[:, 8, 8], atol=1e-2)
+    assert not np.allclose(out, images)
+    assert out.min() >= 0 and out.max() <= 255  # Reflection fill: no new values.
+
+
+def test_random_affine_is_identity_unless_training_and_saves():
+    images = random_images(4)
+    layer = RandomAffine(flip=True, rotation=0.1, zoom=0.1, seed=1)
+    np.testing.assert_array_equal(layer(images, training=False), images)
+    still = RandomAffine(flip=False, rotation=0, zoom=0)(images, training=True)
+    np.testing.assert_allclose(still, images, atol=1e-3)
+    model = build_augmentation(seed=5)
+    again = keras.Sequential.from_config(model.get_config())
+    assert again.layers[0].get_config() == model.layers[0].get_config()
 
 
 # class weights

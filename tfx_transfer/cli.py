@@ -31,7 +31,9 @@ _FIELD_FLAGS = {
     "output_dir": "output_dir",
     "run_name": "run_name",
     "jit_compile": "jit_compile",
+    "mixed_precision": "mixed_precision",
     "cache_features": "cache_features",
+    "feature_cache": "feature_cache",
     "feature_views": "feature_views",
     "text_column": "data.text_column",
     "label_column": "data.label_column",
@@ -128,9 +130,16 @@ def config_from_flags(config_path, flags):
 @click.option("--run-name", help="Run directory name. [default: TASK-BACKBONE-TIME]")
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="XLA for the train step. [default: off; slower on CPU]")
+@click.option("--mixed-precision", type=click.Choice(["off", "float16", "bfloat16"]),
+              help="Mixed-precision policy. [default: off; slower on CPU, faster on "
+                   "most GPUs/TPUs]")
 @click.option("--cache-features/--no-cache-features", default=None,
               help="Train the head-only stage on backbone features computed once. "
                    "[default: on]")
+@click.option("--feature-cache/--no-feature-cache", default=None,
+              help="Keep those features on disk ($TFX_TRANSFER_HOME or "
+                   "~/.cache/tfx_transfer, in features/), so a rerun on the same "
+                   "data, weights and preprocessing loads them. [default: on]")
 @click.option("--feature-views", type=click.IntRange(min=1),
               help="Augmented views per training image in the feature cache. [default: 3]")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
@@ -202,10 +211,12 @@ def predict_command(model_path, inputs, top_k):
 @click.option("--per-class", type=click.IntRange(min=2), default=10, show_default=True,
               help="Examples per class per split: small, so it runs in minutes.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--image-size", type=click.IntRange(min=32), default=128, show_default=True)
+@click.option("--sequence-length", type=click.IntRange(min=8), default=64, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the results as JSON here.")
-def bench_command(task, per_class, epochs, json_path):
-    """Time the head stage (cached vs plain Keras loop), input pipeline and serving latency.
+def bench_command(task, per_class, epochs, image_size, sequence_length, json_path):
+    """Time the head stage (cached vs plain Keras loop), input pipeline, serving, precision.
 
     Each ratio is measured in this run against a baseline in the same run,
     on the bundled demo data at a small size (see benchmarks/ for more).
@@ -216,7 +227,9 @@ def bench_command(task, per_class, epochs, json_path):
 
     results = []
     for name in task or ("images", "text"):
-        sizes = {"image_size": 128} if name == "images" else {"sequence_length": 64}
+        sizes = (
+            {"image_size": image_size} if name == "images" else {"sequence_length": sequence_length}
+        )
         results.append(bench.head_stage(name, per_class=per_class, epochs=epochs, **sizes))
         click.echo(bench.format_table(results[-1]) + "\n")
         if name == "images":
@@ -224,6 +237,8 @@ def bench_command(task, per_class, epochs, json_path):
             click.echo(bench.format_table(results[-1]) + "\n")
             results.append(bench.serving_latency(repeats=10, **sizes))
             click.echo(bench.format_table(results[-1]) + "\n")
+        results.append(bench.precision_and_xla(name, **sizes))
+        click.echo(bench.format_table(results[-1]) + "\n")
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))
 

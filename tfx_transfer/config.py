@@ -272,11 +272,21 @@ class RunConfig:
             from the task, backbone and time.
         jit_compile: bool. XLA-compile the training step. Off by default:
             on CPU it runs depthwise convolutions many times slower.
+        mixed_precision: str. "off", "float16" or "bfloat16": the Keras
+            mixed-precision policy the model is built under
+            (`tfx_transfer.precision`). Off by default: both are slower on
+            a CPU without bfloat16 instructions; use them on GPUs/TPUs.
         cache_features: bool. Train head-only stages on backbone features
             computed once, instead of running the frozen backbone every
             epoch (`tfx_transfer.features`).
         feature_views: int. With augmentation on, how many augmented views
             of each training image are cached.
+        feature_cache: bool. With `cache_features`, also keep the features
+            on disk under `<cache_dir()>/features` (`cache_dir` is
+            `tfx_transfer.weights.cache_dir()`: `$TFX_TRANSFER_HOME` or
+            `~/.cache/tfx_transfer`), so a later run on the same data with
+            the same backbone weights and preprocessing loads them instead
+            of running the backbone (`tfx_transfer.features.FeatureCache`).
         data: DataConfig.
         augment: AugmentConfig.
         model: ModelConfig.
@@ -288,8 +298,10 @@ class RunConfig:
     output_dir: str = "runs"
     run_name: str | None = None
     jit_compile: bool = False
+    mixed_precision: str = "off"
     cache_features: bool = True
     feature_views: int = 3
+    feature_cache: bool = True
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()
@@ -299,6 +311,11 @@ class RunConfig:
         if self.task not in TASKS:
             raise ValueError(
                 f"`task` must be one of {TASKS}. Received: task={self.task!r}"
+            )
+        if self.mixed_precision not in ("off", "float16", "bfloat16"):
+            raise ValueError(
+                "`mixed_precision` must be 'off', 'float16' or 'bfloat16'. "
+                f"Received: mixed_precision={self.mixed_precision!r}"
             )
         if self.feature_views < 1:
             raise ValueError(

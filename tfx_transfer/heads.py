@@ -34,5 +34,7 @@ def classification_head(features, num_classes, model_config):
         num_classes,
         activation="softmax",
         kernel_regularizer=regularizer,
+        # Under mixed precision a float16 softmax loses small probabilities.
+        dtype="float32",
         name="probabilities",
     )(x)

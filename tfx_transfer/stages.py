@@ -221,6 +221,8 @@ def run_stages(
     feature_views=0,
     batch_size=32,
     seed=42,
+    feature_cache=None,
+    feature_key=None,
 ):
     """Runs the staged plan on `model`, resuming from `run_dir` if it can.
 
@@ -249,6 +251,12 @@ def run_stages(
             over the (augmented) training data.
         batch_size: int. Batch size of the cached-feature pipelines.
         seed: int. Shuffle seed of the cached-feature pipelines.
+        feature_cache: `tfx_transfer.features.FeatureCache` or None. Keeps
+            the computed features on disk, so a later run with the same
+            data, preprocessing and backbone weights loads them instead.
+        feature_key: dict or None. JSON-able description of the data and
+            the preprocessing outside the model (a task's `feature_key`);
+            the cache is used only when this is given too.
 
     Returns:
         A list of `StageResult`, one per stage, in order. On return `model`
@@ -276,7 +284,8 @@ def run_stages(
             if stage.unfreeze == 0 and feature_views:
                 set_trainable_blocks(backbone, unfreeze_groups, 0)
                 cached = cached or _cache_features(
-                    model, train_data, val_data, feature_views, batch_size, seed
+                    model, train_data, val_data, feature_views, batch_size, seed,
+                    feature_cache, feature_key,
                 )
                 target, train, val = cached
             result = _run_stage(
@@ -284,6 +293,8 @@ def run_stages(
             )
             if result.kept:
                 model.save_weights(str(kept_path))
+                if stage.unfreeze:
+                    cached = None  # The backbone changed: its features are stale.
             else:
                 # From memory: the file also holds the optimizer of the stage
                 # that wrote it, which Keras warns about loading into another.
@@ -302,11 +313,24 @@ def run_stages(
     return results
 
 
-def _cache_features(model, train_data, val_data, views, batch_size, seed):
+def _cache_features(model, train_data, val_data, views, batch_size, seed,
+                    feature_cache=None, feature_key=None):
     started = time.time()
     extractor, head = features.split_classifier(model)
-    train = features.extract(extractor, train_data, views)
-    val = features.extract(extractor, val_data)
+    if feature_cache is None or feature_key is None:
+        train = features.extract(extractor, train_data, views)
+        val = features.extract(extractor, val_data)
+    else:
+        # Taken now, not when the run started: the weights the head sees.
+        fingerprint = features.weights_fingerprint(extractor)
+        train, val = (
+            features.load_or_extract(
+                feature_cache,
+                {**feature_key, "split": split, "views": n, "weights": fingerprint},
+                extractor, dataset, n,
+            )
+            for split, dataset, n in (("train", train_data, views), ("val", val_data, 1))
+        )
     print(
         f"Cached backbone features of {len(train[0])} training examples "
         f"({views} view(s)) and {len(val[0])} validation examples in "

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import keras
 
-from tfx_transfer import export, stages, tasks
+from tfx_transfer import export, features, precision, stages, tasks
 from tfx_transfer.config import RunConfig, load_config, save_config
+from tfx_transfer.weights import cache_dir
 
 CONFIG_FILE = "config.yaml"
 DATA_REPORT_FILE = "data_report.json"
@@ -86,6 +87,13 @@ def run(config=None, run_dir=None, verbose=2):
         run_dir = Path(run_dir)
         config = resume_config(run_dir)
     config = (config or RunConfig()).resolved()
+    # Layers take the policy when built (the text encoder in
+    # prepare_backbone, the head in build_classifier); restored on return.
+    with precision.dtype_policy(config.mixed_precision):
+        return _run(config, run_dir, verbose)
+
+
+def _run(config, run_dir, verbose):
     task = tasks.get_task(config.task)
     started = time.time()
 
@@ -128,6 +136,7 @@ def run(config=None, run_dir=None, verbose=2):
         feature_views=_feature_views(config, task),
         batch_size=config.data.batch_size,
         seed=config.data.seed,
+        **_feature_cache(config, task, data, prepared),
     )
 
     # Evaluate.
@@ -158,6 +167,15 @@ def _feature_views(config, task):
         return 0
     # Without random augmentation every pass gives the same features.
     return config.feature_views if config.augment.enabled and task.AUGMENTS else 1
+
+
+def _feature_cache(config, task, data, prepared):
+    if not (config.cache_features and config.feature_cache):
+        return {}
+    return {
+        "feature_cache": features.FeatureCache(cache_dir() / "features"),
+        "feature_key": task.feature_key(data, config, prepared),
+    }
 
 
 def _describe_data(report):

@@ -5,7 +5,8 @@ backbone's own normalisation is a layer inside it. The serving function
 adds decoding and resizing in front, so a client sends encoded bytes.
 
 Every task module has the same shape: `prepare_backbone`, `read_data`,
-`make_datasets`, `build_classifier`, `serving_fn`, `export_objects`.
+`make_datasets`, `feature_key`, `build_classifier`, `serving_fn`,
+`export_objects`.
 """
 
 import dataclasses
@@ -16,6 +17,7 @@ import tensorflow as tf
 from tfx_transfer import backbones, heads
 from tfx_transfer.data import augment, bundled, folders, pipeline
 from tfx_transfer.tasks.classification import class_weight, objective, write_report  # noqa: F401
+from tfx_transfer.tasks.classification import data_key
 
 SERVING_INPUT = "image_bytes"
 AUGMENTS = True  # Whether the training stream is randomly augmented.
@@ -102,6 +104,25 @@ def make_datasets(data, config, prepared):
         )
         for split in ("train", "val", "test")
     )
+
+
+def feature_key(data, config, prepared):
+    """Describes what the backbone features depend on outside the model.
+
+    The key of `tfx_transfer.features.FeatureCache` entries, with the
+    backbone's weights fingerprint added by `run_stages`.
+
+    Returns:
+        A JSON-able dict: `data_key` (image bytes and paths, labels, batch
+        size, seed), the image size, and the augmentation settings when the
+        training stream is augmented (per batch, hence the batch size).
+    """
+    augment = dataclasses.asdict(config.augment) if config.augment.enabled else None
+    return {
+        **data_key("images", data, config, files=True),
+        "image_size": prepared.image_size,
+        "augment": augment,
+    }
 
 
 def build_classifier(prepared, num_classes, model_config):

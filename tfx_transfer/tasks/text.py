@@ -10,6 +10,7 @@ Same shape as `tasks/images.py`.
 """
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ from tfx_transfer import heads, text_weights
 from tfx_transfer.backbones import WeightsUnavailableError
 from tfx_transfer.data import bundled
 from tfx_transfer.tasks.classification import class_weight, objective, write_report  # noqa: F401
+from tfx_transfer.tasks.classification import data_key
 from tfx_transfer.data import text as text_data
 
 SERVING_INPUT = "text"
@@ -217,6 +219,33 @@ def make_datasets(data, config, prepared):
         return tokens.batch(config.data.batch_size).prefetch(tf.data.AUTOTUNE)
 
     return tuple(dataset(data.splits[name], name == "train") for name in ("train", "val", "test"))
+
+
+def feature_key(data, config, prepared):
+    """Describes what the encoder features depend on outside the model.
+
+    Returns:
+        A JSON-able dict: `data_key` (texts, labels, batch size, seed) and
+        `tokenization_key` (sequence length, tokenizer).
+    """
+    return {**data_key("text", data, config), **tokenization_key(prepared)}
+
+
+def tokenization_key(prepared):
+    """Returns the tokenizer settings the token ids depend on, for `feature_key`.
+
+    Returns:
+        A dict: sequence length, SHA-256 of the vocabulary, lowercase and
+        strip-accents settings.
+    """
+    tokenizer = prepared.preprocessor.tokenizer
+    vocabulary = json.dumps(list(tokenizer.get_vocabulary()), ensure_ascii=False)
+    return {
+        "sequence_length": prepared.sequence_length,
+        "vocabulary": hashlib.sha256(vocabulary.encode("utf-8")).hexdigest(),
+        "lowercase": tokenizer.lowercase,
+        "strip_accents": getattr(tokenizer, "strip_accents", None),
+    }
 
 
 def build_classifier(prepared, num_classes, model_config):

@@ -17,7 +17,9 @@ import tensorflow as tf
 
 from tfx_transfer import entity_metrics, evaluate, heads
 from tfx_transfer.data import alignment, bundled, conll
+from tfx_transfer.tasks.classification import data_key
 from tfx_transfer.tasks.text import FEATURES, SERVING_INPUT, export_objects, prepare_backbone  # noqa: F401
+from tfx_transfer.tasks.text import tokenization_key
 
 AUGMENTS = False  # Whether the training stream is randomly augmented.
 
@@ -69,6 +71,16 @@ def make_datasets(data, config, prepared):
         return examples.batch(config.data.batch_size).prefetch(tf.data.AUTOTUNE)
 
     return tuple(dataset(name) for name in ("train", "val", "test"))
+
+
+def feature_key(data, config, prepared):
+    """Describes what the encoder features depend on outside the model.
+
+    Returns:
+        A JSON-able dict: `data_key` (words, tags, batch size, seed) and
+        `tokenization_key` (sequence length, tokenizer).
+    """
+    return {**data_key("tokens", data, config), **tokenization_key(prepared)}
 
 
 def build_classifier(prepared, num_tags, model_config):
