@@ -21,11 +21,14 @@ def main():
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--sequence-length", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of the one pass and the cached stage; the fastest counts")
     parser.add_argument("--json", default="head_stage.json", help="where to write the result")
     args = parser.parse_args()
     result = bench.head_stage(
         args.task, per_class=args.per_class, epochs=args.epochs,
         image_size=args.image_size, sequence_length=args.sequence_length,
+        repeats=args.repeats,
     )
     print(bench.format_table(result))
     with open(args.json, "w") as f:

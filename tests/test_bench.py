@@ -4,13 +4,13 @@ from tfx_transfer import bench, cli
 
 
 def test_head_stage_benchmark_reports_both_loops():
-    result = bench.head_stage("images", per_class=3, epochs=2, image_size=64)
+    result = bench.head_stage("images", per_class=3, epochs=2, image_size=64, repeats=2)
     # Shuffling and dropout differ between the loops, so accuracies are
     # close rather than equal (tests/test_features.py checks equality).
     for key in ("plain_val_accuracy", "cached_val_accuracy"):
         assert 0.0 <= result[key] <= 1.0
     assert result["train_examples"] == 30 and result["val_examples"] == 30
-    assert result["epochs"] == 2
+    assert result["epochs"] == 2 and result["repeats"] == 2
     for key in ("one_backbone_pass_s", "plain_s", "cached_s"):
         assert result[key] > 0
     assert result["speedup"] == result["plain_s"] / result["cached_s"]

@@ -82,15 +82,34 @@ def extract(extractor, dataset, views=1):
         A tuple of NumPy arrays: (features, labels) or (features, labels,
         sample weights), one row per example and view.
     """
+    forward = _forward_function(extractor, dataset.element_spec[0])
     parts = None
     for _ in range(views):
         for batch in dataset:
             inputs, *targets = batch
-            row = (np.asarray(extractor.predict_on_batch(inputs)), *(np.asarray(t) for t in targets))
+            # float32 whatever the precision policy: numpy has no bfloat16.
+            row = (np.asarray(forward(inputs), np.float32), *(np.asarray(t) for t in targets))
             parts = [[] for _ in row] if parts is None else parts
             for store, value in zip(parts, row):
                 store.append(value)
     return tuple(np.concatenate(store) for store in parts)
+
+
+def _forward_function(extractor, input_spec):
+    """The extractor's forward pass as a tf.function traced once per input spec.
+
+    A batch dimension of None covers the last, smaller batch, and the
+    function is kept on the extractor, so the training views and the
+    validation pass share one trace (on a CPU a trace costs as much as
+    dozens of batches of the head).
+    """
+    functions = extractor.__dict__.setdefault("_tfx_forward", {})
+    key = repr(input_spec)
+    if key not in functions:
+        functions[key] = tf.function(
+            lambda inputs: extractor(inputs, training=False), input_signature=[input_spec]
+        )
+    return functions[key]
 
 
 def feature_dataset(arrays, batch_size, training, seed=42):

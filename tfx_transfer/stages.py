@@ -151,13 +151,15 @@ def _steps_per_epoch(dataset):
     return steps
 
 
-def _stage_callbacks(stage, run_dir, verbose):
+def _stage_callbacks(stage, run_dir, verbose, backup=True):
     checkpoints = run_dir / "checkpoints"
     logs = run_dir / "logs"
     checkpoints.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
-    return [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage.name)),
+    # A stage on cached features restarts in seconds, so an interrupted one
+    # simply runs again; a per-epoch backup would cost more than it saves.
+    resume = [keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage.name))]
+    return (resume if backup else []) + [
         keras.callbacks.EarlyStopping(
             monitor="val_accuracy",
             mode="max",
@@ -172,7 +174,8 @@ def _stage_callbacks(stage, run_dir, verbose):
             save_best_only=True,
             save_weights_only=True,
         ),
-        keras.callbacks.TensorBoard(log_dir=str(logs / stage.name)),
+        # The graph costs a second per stage to write and shows little.
+        keras.callbacks.TensorBoard(log_dir=str(logs / stage.name), write_graph=False),
         keras.callbacks.CSVLogger(str(logs / f"{stage.name}.csv"), append=True),
     ]
 
@@ -289,7 +292,8 @@ def run_stages(
                 )
                 target, train, val = cached
             result = _run_stage(
-                target, backbone, unfreeze_groups, stage, train, val, fitting, best
+                target, backbone, unfreeze_groups, stage, train, val, fitting, best,
+                backup=target is model,
             )
             if result.kept:
                 model.save_weights(str(kept_path))
@@ -343,7 +347,8 @@ def _cache_features(model, train_data, val_data, views, batch_size, seed,
     )
 
 
-def _run_stage(model, backbone, unfreeze_groups, stage, train_data, val_data, fitting, best):
+def _run_stage(model, backbone, unfreeze_groups, stage, train_data, val_data, fitting, best,
+               backup=True):
     loss, metrics, weighted_metrics = fitting.objective
     set_trainable_blocks(backbone, unfreeze_groups, stage.unfreeze)
     # Recompiling is what makes the new trainable flags take effect.
@@ -367,7 +372,7 @@ def _run_stage(model, backbone, unfreeze_groups, stage, train_data, val_data, fi
             epochs=stage.epochs,
             class_weight=fitting.class_weight,
             shuffle=False,  # The training pipeline reshuffles itself.
-            callbacks=_stage_callbacks(stage, fitting.run_dir, fitting.verbose)
+            callbacks=_stage_callbacks(stage, fitting.run_dir, fitting.verbose, backup)
             + list(fitting.callbacks),
             verbose=fitting.verbose,
         )

@@ -1,12 +1,12 @@
 """Read token-classification (NER) data in the CoNLL format, tags as BIO."""
 
-import codecs
 import dataclasses
 import math
 import os
 
 import numpy as np
 
+from tfx_transfer.data import text_formats
 from tfx_transfer.data.splits import check_fractions
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -407,26 +407,17 @@ def _read_sentences(path, scheme):
 
 
 def _decoded_lines(path):
-    with open(path, "rb") as file:
-        data = file.read()
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
+    data = text_formats.file_bytes(path)
     if not data.strip():
         raise ValueError(f"CoNLL file {path} is empty.")
     try:
         return data.decode("utf-8").split("\n")
     except UnicodeDecodeError as error:
-        newline = b"\n"
-        line_start = data.rfind(newline, 0, error.start) + 1
-        line_end = data.find(newline, error.start)
-        line = data[line_start : None if line_end < 0 else line_end]
-        number = data.count(newline, 0, error.start) + 1
-        raise ValueError(
-            f"{path}:{number}: cannot decode "
-            f"byte 0x{data[error.start : error.start + 1].hex()} (byte "
-            f"{error.start - line_start + 1} of the line) as UTF-8; convert "
-            f"the file to UTF-8. The line: {line!r}"
-        ) from None
+        number, reason = text_formats.decode_problem(
+            data, error, ["UTF-8"], advice="convert the file to UTF-8"
+        )
+        line = data.split(b"\n")[number - 1]
+        raise ValueError(f"{path}:{number}: {reason}. The line: {line!r}") from None
 
 
 def _token_and_tag(path, number, line):

@@ -134,19 +134,36 @@ def _decode(data, encodings):
     raise first_error
 
 
-def _decode_problem(data, error, encodings):
-    """(line number, reason) of the byte `error` could not decode in `data`."""
+def decode_problem(data, error, encodings, advice="pass the file's `encoding`"):
+    """(line number, reason) of the byte `error` could not decode in `data`.
+
+    Args:
+        data: bytes. What was being decoded.
+        error: UnicodeDecodeError. Raised decoding `data`.
+        encodings: sequence of str. The encodings that were tried.
+        advice: str. What the user should do, closing the reason.
+
+    Returns:
+        A tuple (1-based line number, reason), the reason naming the byte
+        and its place in the line.
+
+    Example:
+
+    >>> decode_problem(b"ok\n\xfc", error, ["utf-8"])[0]
+    2
+    """
     line_start = data.rfind(b"\n", 0, error.start) + 1
     line = data.count(b"\n", 0, error.start) + 1
     byte = data[error.start : error.start + 1].hex()
     reason = (
         f"cannot decode byte 0x{byte} (byte {error.start - line_start + 1} of "
-        f"the line) as {' or '.join(encodings)}; pass the file's `encoding`"
+        f"the line) as {' or '.join(encodings)}; {advice}"
     )
     return line, reason
 
 
-def _file_bytes(path):
+def file_bytes(path):
+    """The bytes of the file at `path`, without a UTF-8 byte order mark."""
     with open(path, "rb") as file:
         data = file.read()
     if data.startswith(codecs.BOM_UTF8):
@@ -160,7 +177,7 @@ def _decoded_lines(path, encodings, problems):
     An undecodable line is reported at once and replaced by a lossy decoding,
     so a CSV parser still sees where its quoted fields end.
     """
-    data = _file_bytes(path)
+    data = file_bytes(path)
     if not data.strip():
         raise ValueError(f"Text data {path} is empty.")
     lines = [line + b"\n" for line in data.split(b"\n")]
@@ -170,7 +187,7 @@ def _decoded_lines(path, encodings, problems):
         try:
             decoded.append(_decode(line, encodings))
         except UnicodeDecodeError as error:
-            _, reason = _decode_problem(line, error, encodings)
+            _, reason = decode_problem(line, error, encodings)
             problems.add(f"{path}:{number}", reason)
             bad.add(number)
             decoded.append(line.decode(encodings[0], errors="replace"))
@@ -314,11 +331,11 @@ def _read_folder(path, encodings, problems):
         if not files:
             raise ValueError(f"Class folder {class_dir} has no .txt files.")
         for file in sorted(files):
-            data = _file_bytes(file)
+            data = file_bytes(file)
             try:
                 text = _decode(data, encodings)
             except UnicodeDecodeError as error:
-                line, reason = _decode_problem(data, error, encodings)
+                line, reason = decode_problem(data, error, encodings)
                 problems.add(f"{file}:{line}", reason)
                 continue
             row = _checked_row(f"{file}:1", text, label, problems)
