@@ -120,12 +120,6 @@ def feature_dataset(arrays, batch_size, training, seed=42):
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def batch_size_of(dataset):
-    """Returns the batch size a batched dataset was built with."""
-    first = next(iter(dataset))
-    return int(tf.shape(tf.nest.flatten(first[1])[0])[0])
-
-
 def weights_fingerprint(model):
     """Returns a SHA-256 of a model's architecture and every weight's value.
 
