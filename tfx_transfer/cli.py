@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from tfx_transfer.config import RunConfig, load_config
+from tfx_transfer.config import MIXED_PRECISION, RunConfig, load_config
 
 # flag name -> dotted config field
 _FIELD_FLAGS = {
@@ -130,7 +130,7 @@ def config_from_flags(config_path, flags):
 @click.option("--run-name", help="Run directory name. [default: TASK-BACKBONE-TIME]")
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="XLA for the train step. [default: off; slower on CPU]")
-@click.option("--mixed-precision", type=click.Choice(["off", "float16", "bfloat16"]),
+@click.option("--mixed-precision", type=click.Choice(MIXED_PRECISION),
               help="Mixed-precision policy. [default: off; slower on CPU, faster on "
                    "most GPUs/TPUs]")
 @click.option("--cache-features/--no-cache-features", default=None,

@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 
 TASKS = ("images", "text", "tokens")
+# `RunConfig.mixed_precision` values; `tfx_transfer.precision` maps them to policies.
+MIXED_PRECISION = ("off", "float16", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,9 +314,9 @@ class RunConfig:
             raise ValueError(
                 f"`task` must be one of {TASKS}. Received: task={self.task!r}"
             )
-        if self.mixed_precision not in ("off", "float16", "bfloat16"):
+        if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(
-                "`mixed_precision` must be 'off', 'float16' or 'bfloat16'. "
+                f"`mixed_precision` must be one of {MIXED_PRECISION}. "
                 f"Received: mixed_precision={self.mixed_precision!r}"
             )
         if self.feature_views < 1:

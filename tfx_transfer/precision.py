@@ -10,7 +10,9 @@ import contextlib
 
 import keras
 
-POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+from tfx_transfer.config import MIXED_PRECISION
+
+POLICIES = dict(zip(MIXED_PRECISION, ("float32", "mixed_float16", "mixed_bfloat16")))
 
 
 def policy_name(mixed_precision):
@@ -24,7 +26,7 @@ def policy_name(mixed_precision):
     """
     if mixed_precision not in POLICIES:
         raise ValueError(
-            f"`mixed_precision` must be one of {sorted(POLICIES)}. "
+            f"`mixed_precision` must be one of {MIXED_PRECISION}. "
             f"Received: mixed_precision={mixed_precision!r}"
         )
     return POLICIES[mixed_precision]
