@@ -178,12 +178,27 @@ BACKBONES = {
 
 def get_backbone_spec(name):
     """Returns the `BackboneSpec` registered under `name`."""
-    if name not in BACKBONES:
+    return registered(BACKBONES, name, "backbone")
+
+
+def registered(registry, name, kind):
+    """Returns `registry[name]`, or raises an error listing the known names.
+
+    Args:
+        registry: dict. Name -> spec (`BACKBONES`, the text task's).
+        name: str. The name asked for.
+        kind: str. What the registry holds, for the message ("backbone").
+
+    Example:
+
+    >>> registered(BACKBONES, "resnet50", "backbone").name
+    'resnet50'
+    """
+    if name not in registry:
         raise ValueError(
-            f"Unknown backbone. Choose one of {sorted(BACKBONES)}. "
-            f"Received: backbone={name!r}"
+            f"Unknown {kind}. Choose one of {sorted(registry)}. Received: backbone={name!r}"
         )
-    return BACKBONES[name]
+    return registry[name]
 
 
 def resolve_weights(spec, weights):

@@ -20,7 +20,7 @@ import keras_hub
 import tensorflow as tf
 
 from tfx_transfer import heads, text_weights
-from tfx_transfer.backbones import WeightsUnavailableError
+from tfx_transfer.backbones import WeightsUnavailableError, registered
 from tfx_transfer.data import bundled
 from tfx_transfer.tasks.classification import class_weight, objective, write_report  # noqa: F401
 from tfx_transfer.tasks.classification import data_key
@@ -97,12 +97,7 @@ class TextBackbone:
 
 def get_text_backbone_spec(name):
     """Returns the `TextBackboneSpec` registered under `name`."""
-    if name not in TEXT_BACKBONES:
-        raise ValueError(
-            f"Unknown text backbone. Choose one of {sorted(TEXT_BACKBONES)}. "
-            f"Received: backbone={name!r}"
-        )
-    return TEXT_BACKBONES[name]
+    return registered(TEXT_BACKBONES, name, "text backbone")
 
 
 def _source(spec, weights):
