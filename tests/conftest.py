@@ -1,6 +1,9 @@
 """Shared fixtures: small real images, a private weights cache."""
 
 import os
+import pickle
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -31,3 +34,40 @@ def write_colour_images(root, per_class=12, size=40, seed=0):
 def colour_folder(tmp_path_factory):
     """Three classes x 12 PNGs: red, green, blue."""
     return write_colour_images(tmp_path_factory.mktemp("colours"))
+
+
+_SERVE_SCRIPT = """
+import pickle, sys
+import tensorflow as tf
+if sys.argv[3] == "text_ops":
+    import tensorflow_text  # registers the tokenizer's ops
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+with open(sys.argv[2], "rb") as f:
+    inputs = pickle.load(f)
+out = serve(**{name: tf.constant(values) for name, values in inputs.items()})
+with open(sys.argv[2], "wb") as f:
+    pickle.dump({name: value.numpy() for name, value in out.items()}, f)
+"""
+
+
+def serve_in_fresh_process(saved_model, text_ops=False, **inputs):
+    """Calls a SavedModel's `serving_default` in a new Python process.
+
+    Nothing of this process reaches it (no model code, no registered ops):
+    only what the SavedModel carries, plus tensorflow_text's ops when
+    `text_ops`, as a text model's loader must import them.
+
+    Returns:
+        A dict of the signature's outputs as NumPy arrays (strings as bytes).
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        exchange = os.path.join(folder, "exchange.pkl")
+        with open(exchange, "wb") as f:
+            pickle.dump(inputs, f)
+        subprocess.run(
+            [sys.executable, "-c", _SERVE_SCRIPT, str(saved_model), exchange,
+             "text_ops" if text_ops else "core"],
+            capture_output=True, text=True, check=True,
+        )
+        with open(exchange, "rb") as f:
+            return pickle.load(f)

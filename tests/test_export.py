@@ -1,7 +1,4 @@
 import io
-import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -9,6 +6,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from conftest import serve_in_fresh_process
 from tfx_transfer import backbones, export
 from tfx_transfer.config import ModelConfig
 from tfx_transfer.data import pipeline
@@ -47,23 +45,9 @@ def test_saved_model_in_fresh_process_matches_in_process_model(exported, tmp_pat
     expected = model.predict(
         tf.stack([pipeline.decode_and_resize(b, SIZE) for b in blobs]), verbose=0
     )
-    script = (
-        "import json, sys, tensorflow as tf\n"
-        "loaded = tf.saved_model.load(sys.argv[1])\n"
-        "serve = loaded.signatures['serving_default']\n"
-        "blobs = [open(p, 'rb').read() for p in sys.argv[2:]]\n"
-        "out = serve(image_bytes=tf.constant(blobs))\n"
-        "print(json.dumps({'p': out['probabilities'].numpy().tolist(),"
-        " 'label': [l.decode() for l in out['label'].numpy()]}))\n"
-    )
-    files = [str(tmp_path / f"{i}.png") for i in range(len(blobs))]
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(run_dir / "saved_model"), *files],
-        capture_output=True, text=True, check=True,
-    )
-    served = json.loads(done.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(served["p"], expected, atol=1e-5)
-    assert served["label"] == [CLASSES[i] for i in expected.argmax(-1)]
+    served = serve_in_fresh_process(run_dir / "saved_model", image_bytes=blobs)
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
+    assert [label.decode() for label in served["label"]] == [CLASSES[i] for i in expected.argmax(-1)]
 
 
 def test_signature_takes_bytes_named_for_tf_serving_rest(exported):

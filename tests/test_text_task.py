@@ -1,14 +1,11 @@
 """The text task on the real MiniLM encoder: export, serving, stages."""
 
-import json
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import serve_in_fresh_process
 from tfx_transfer import export, stages
 from tfx_transfer.backbones import WeightsUnavailableError
 from tfx_transfer.config import DataConfig, ModelConfig, RunConfig, StageConfig
@@ -65,22 +62,9 @@ def test_trainable_weights_per_stage(prepared):
 def test_saved_model_in_fresh_process_matches_in_process_model(exported, prepared):
     model, run_dir = exported
     expected = model.predict(prepared.preprocessor(tf.constant(TEXTS)), verbose=0)
-    script = (
-        "import json, sys\n"
-        "import tensorflow as tf\n"
-        "import tensorflow_text  # registers the tokenizer's ops\n"
-        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
-        "out = serve(text=tf.constant(json.loads(sys.argv[2])))\n"
-        "print(json.dumps({'p': out['probabilities'].numpy().tolist(),"
-        " 'label': [l.decode() for l in out['label'].numpy()]}))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(run_dir / "saved_model"), json.dumps(TEXTS)],
-        capture_output=True, text=True, check=True,
-    )
-    served = json.loads(done.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(served["p"], expected, atol=1e-5)
-    assert served["label"] == [CLASSES[i] for i in expected.argmax(-1)]
+    served = serve_in_fresh_process(run_dir / "saved_model", text_ops=True, text=TEXTS)
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
+    assert [label.decode() for label in served["label"]] == [CLASSES[i] for i in expected.argmax(-1)]
 
 
 def test_predictor_takes_raw_strings(exported):

@@ -1,13 +1,12 @@
 """The token (NER) task end to end on a small real CoNLL file and MiniLM."""
 
 import json
-import subprocess
-import sys
 
 import keras
 import pytest
 from click.testing import CliRunner
 
+from conftest import serve_in_fresh_process
 from tfx_transfer import cli, train
 from tfx_transfer.config import DataConfig, RunConfig, StageConfig, load_config
 from tfx_transfer.tasks import tokens
@@ -60,21 +59,11 @@ def test_run_reports_entity_metrics(finished_run):
 def test_saved_model_in_fresh_process_gives_in_process_tags(finished_run):
     # Longer than the 16-piece sequence: the graph must cut it into chunks.
     sentences = [SENTENCE, "Alice flew to Berlin today !", "hello"]
-    script = (
-        "import json, sys\n"
-        "import tensorflow as tf\n"
-        "import tensorflow_text  # registers the tokenizer's ops\n"
-        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
-        "out = serve(text=tf.constant(json.loads(sys.argv[2])))\n"
-        "n = out['num_words'].numpy()\n"
-        "print(json.dumps({'words': [[w.decode() for w in row[:k]] for row, k in zip(out['words'].numpy(), n)],"
-        " 'tags': [[t.decode() for t in row[:k]] for row, k in zip(out['tags'].numpy(), n)]}))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(finished_run.saved_model), json.dumps(sentences)],
-        capture_output=True, text=True, check=True,
-    )
-    served = json.loads(done.stdout.strip().splitlines()[-1])
+    out = serve_in_fresh_process(finished_run.saved_model, text_ops=True, text=sentences)
+    served = {
+        key: [[piece.decode() for piece in row[:n]] for row, n in zip(out[key], out["num_words"])]
+        for key in ("words", "tags")
+    }
     assert served["words"] == [s.split() for s in sentences]
 
     model = keras.saving.load_model(finished_run.run_dir / "model.keras")
