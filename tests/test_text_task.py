@@ -1,5 +1,8 @@
 """The text task on the real MiniLM encoder: export, serving, stages."""
 
+import csv
+import random
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from conftest import serve_in_fresh_process
 from tfx_transfer import export, stages
 from tfx_transfer.backbones import WeightsUnavailableError
 from tfx_transfer.config import DataConfig, ModelConfig, RunConfig, StageConfig
+from tfx_transfer.data import bundled, conll
 from tfx_transfer.predict import Predictor
 from tfx_transfer.tasks import text
 
@@ -97,36 +101,39 @@ def test_accents_are_stripped_as_the_checkpoint_was_trained(prepared):
     assert tokenizer.token_to_id("[UNK]") not in accented
 
 
-def mentions_split(path, per_class, offset, rng_seed=1):
-    """Real tweets (bundled WNUT-16), labelled by whether annotators marked an entity."""
-    import csv
-    import random
+def write_mentions_splits(folder, sizes, seed=1):
+    """Real tweets (bundled WNUT-16), labelled by whether annotators marked an entity.
 
-    from tfx_transfer.data import bundled, conll
-
+    Writes one CSV per split in `sizes` (split name -> tweets per class),
+    disjoint and in that order, and returns the paths by split name.
+    """
     groups = {"entity": [], "none": []}
     for sentence in conll.read_conll(bundled.bundled_conll_path()):
         label = "entity" if any(tag != "O" for tag in sentence.tags) else "none"
         groups[label].append(" ".join(sentence.words))
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        for label, texts in groups.items():
-            random.Random(rng_seed).shuffle(texts)
-            writer.writerows([t, label] for t in texts[offset:offset + per_class])
-    return str(path)
+    for texts in groups.values():
+        random.Random(seed).shuffle(texts)
+    paths, offset = {}, 0
+    for split, per_class in sizes.items():
+        paths[split] = str(folder / f"{split}.csv")
+        with open(paths[split], "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            for label, texts in groups.items():
+                writer.writerows([t, label] for t in texts[offset:offset + per_class])
+        offset += per_class
+    return paths
 
 
 def test_fine_tuning_beats_the_frozen_encoder_on_a_small_real_split(prepared, tmp_path):
     # Whether a tweet names anything is a token-level question that mean
     # pooling of frozen features answers poorly; the top layers learn it.
     # (On BBC topics the frozen encoder is already near its ceiling.)
+    paths = write_mentions_splits(tmp_path, {"train": 100, "val": 100, "test": 10})
     config = RunConfig(
         task="text",
         data=DataConfig(
-            path=mentions_split(tmp_path / "train.csv", 100, 0),
-            val_path=mentions_split(tmp_path / "val.csv", 100, 100),
-            test_path=mentions_split(tmp_path / "test.csv", 10, 200),
+            path=paths["train"], val_path=paths["val"], test_path=paths["test"],
             sequence_length=32, seed=1,
         ),
     ).resolved()
