@@ -6,16 +6,18 @@ Example:
 >>> result = tfx_transfer.run(tfx_transfer.RunConfig())   # bundled demo data
 >>> result.metrics["accuracy"], result.saved_model
 >>> tfx_transfer.Predictor(result.run_dir).top_k(open("shoe.png", "rb").read())
+
+The config classes import at once; the names that need TensorFlow load it
+on first use, so that the command line's `--help` stays fast.
 """
 
-import os
+import importlib
 
-# TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) buries the
-# training log; a user's own setting wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfx_transfer import startup
 
-from tfx_transfer.backbones import BACKBONES, build_backbone, get_backbone_spec
-from tfx_transfer.config import (
+startup.set_environment_defaults()
+
+from tfx_transfer.config import (  # noqa: E402 (after the TensorFlow logging default)
     AugmentConfig,
     DataConfig,
     ModelConfig,
@@ -23,30 +25,35 @@ from tfx_transfer.config import (
     StageConfig,
     load_config,
 )
-from tfx_transfer.efficientnet_lite import EfficientNetLite0
-from tfx_transfer.export import export_run
-from tfx_transfer.predict import Predictor
-from tfx_transfer.stages import run_stages
-from tfx_transfer.tasks.images import build_image_classifier
-from tfx_transfer.train import RunResult, run
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it, imported on first use.
+_LAZY = {
+    "run": "tfx_transfer.train.pipeline",
+    "RunResult": "tfx_transfer.train.pipeline",
+    "Predictor": "tfx_transfer.predict",
+    "get_task": "tfx_transfer.tasks",
+    "BackboneSpec": "tfx_transfer.backbones",
+    "register_backbone": "tfx_transfer.backbones",
+    "register_text_backbone": "tfx_transfer.backbones",
+}
+
 __all__ = [
     "AugmentConfig",
-    "BACKBONES",
     "DataConfig",
-    "EfficientNetLite0",
     "ModelConfig",
-    "Predictor",
     "RunConfig",
-    "RunResult",
     "StageConfig",
-    "build_backbone",
-    "build_image_classifier",
-    "export_run",
-    "get_backbone_spec",
     "load_config",
-    "run",
-    "run_stages",
+    *_LAZY,
 ]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tfx_transfer' has no attribute {name!r}")
+    startup.import_tensorflow()
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

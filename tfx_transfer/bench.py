@@ -63,14 +63,17 @@ def head_stage(task="images", per_class=30, epochs=10, image_size=None, sequence
         task=task,
         data=DataConfig(image_size=image_size, sequence_length=sequence_length,
                         batch_size=batch_size, seed=seed),
-    ).resolved()
+    )
+    config = tasks.resolve(config)
     config = dataclasses.replace(config, augment=dataclasses.replace(config.augment, enabled=False))
-    task_module = tasks.get_task(task)
-    prepared = task_module.prepare_backbone(config)
-    data = _subset(task_module.read_data(config.data), per_class, seed)
-    train, val, _ = task_module.make_datasets(data, config, prepared)
+    task_object = tasks.get_task(task)
+    prepared = task_object.prepare_backbone(config)
+    data = _subset(task_object.read_data(config.data), per_class, seed)
+    datasets = task_object.make_datasets(data, config, prepared)
+    train, val = datasets.train, datasets.val
     plan = [StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=epochs, patience=epochs)]
-    model, backbone = task_module.build_classifier(prepared, len(data.class_names), config.model)
+    classifier = task_object.build_classifier(prepared, data.num_classes, config.model)
+    model = classifier.model
     initial = model.get_weights()
 
     extractor, _ = features.split_classifier(model)
@@ -89,10 +92,10 @@ def head_stage(task="images", per_class=30, epochs=10, image_size=None, sequence
         model.set_weights(initial)
         keras.utils.set_random_seed(seed)
         started = time.perf_counter()
+        caching = features.Caching(views, batch_size, seed) if views else None
         (result,) = stages.run_stages(
-            model, backbone, prepared.unfreeze_groups, plan, train, val, tempfile.mkdtemp(),
-            verbose=0, feature_views=views, batch_size=batch_size, seed=seed,
-            **task_module.objective(config.model),
+            classifier, plan, train, val, tempfile.mkdtemp(),
+            objective=task_object.objective(config, data), caching=caching, verbose=0,
         )
         return time.perf_counter() - started, result.val_accuracy
 
@@ -135,11 +138,11 @@ def input_pipeline(per_class=30, image_size=None, batch_size=32, seed=42):
         A dict with images/s of each and the ratio (goal: >= 3).
     """
     config = RunConfig(data=DataConfig(image_size=image_size, batch_size=batch_size, seed=seed))
-    config = config.resolved()
-    task_module = tasks.get_task("images")
-    prepared = task_module.prepare_backbone(config)
-    data = _subset(task_module.read_data(config.data), per_class, seed)
-    train, _, _ = task_module.make_datasets(data, config, prepared)
+    config = tasks.resolve(config)
+    task_object = tasks.get_task("images")
+    prepared = task_object.prepare_backbone(config)
+    data = _subset(task_object.read_data(config.data), per_class, seed)
+    train = task_object.make_datasets(data, config, prepared).train
     count = len(data.splits["train"])
 
     def drain():
@@ -149,7 +152,7 @@ def input_pipeline(per_class=30, image_size=None, batch_size=32, seed=42):
 
     _, first_pass = drain()
     batches, cached_pass = drain()
-    model, _ = task_module.build_classifier(prepared, len(data.class_names), config.model)
+    model = task_object.build_classifier(prepared, data.num_classes, config.model).model
     extractor, _ = features.split_classifier(model)
     extractor.predict_on_batch(batches[0])  # Warm-up: tracing is not throughput.
     started = time.perf_counter()
@@ -195,11 +198,12 @@ def serving_latency(image_size=None, repeats=30, batch_size=32, seed=42):
     from tfx_transfer import backbones, export
     from tfx_transfer.data import pipeline
 
-    config = RunConfig(data=DataConfig(image_size=image_size, seed=seed)).resolved()
-    task_module = tasks.get_task("images")
-    prepared = task_module.prepare_backbone(config)
-    data = task_module.read_data(config.data)
-    model, backbone = task_module.build_classifier(prepared, len(data.class_names), config.model)
+    config = tasks.resolve(RunConfig(data=DataConfig(image_size=image_size, seed=seed)))
+    task_object = tasks.get_task("images")
+    prepared = task_object.prepare_backbone(config)
+    data = task_object.read_data(config.data)
+    classifier = task_object.build_classifier(prepared, data.num_classes, config.model)
+    model, backbone = classifier.model, classifier.backbone
     size = prepared.image_size
     buffer = io.BytesIO()
     Image.open(data.splits["test"].items[0]).convert("RGB").resize((size, size)).save(buffer, "JPEG")
@@ -207,7 +211,7 @@ def serving_latency(image_size=None, repeats=30, batch_size=32, seed=42):
 
     with tempfile.TemporaryDirectory() as folder:
         export.export_run(
-            model, task_module.serving_fn(model, data.class_names, prepared), data.class_names, folder
+            model, task_object.serving_fn(classifier, data.class_names), data.class_names, folder
         )
         serve = export.load_serving_model(folder).signatures["serving_default"]
         image = pipeline.decode_and_resize(jpeg, size)[None]
@@ -276,9 +280,10 @@ def precision_and_xla(task="images", batch_size=16, repeats=3, image_size=None,
         task=task,
         data=DataConfig(image_size=image_size, sequence_length=sequence_length,
                         batch_size=batch_size, seed=seed),
-    ).resolved()
-    task_module = tasks.get_task(task)
-    data = task_module.read_data(config.data)
+    )
+    config = tasks.resolve(config)
+    task_object = tasks.get_task(task)
+    data = task_object.read_data(config.data)
     settings = (("float32", "off", False), ("mixed_float16", "float16", False),
                 ("mixed_bfloat16", "bfloat16", False), ("float32_xla", "off", True))
     result = {"benchmark": "precision_and_xla", "task": task,
@@ -286,10 +291,10 @@ def precision_and_xla(task="images", batch_size=16, repeats=3, image_size=None,
     inputs = None
     for name, mixed, jit_compile in settings:
         with precision.dtype_policy(mixed):
-            prepared = task_module.prepare_backbone(config)
-            model, _ = task_module.build_classifier(prepared, len(data.class_names), config.model)
+            prepared = task_object.prepare_backbone(config)
+            model = task_object.build_classifier(prepared, data.num_classes, config.model).model
         if inputs is None:
-            _, val, _ = task_module.make_datasets(data, config, prepared)
+            val = task_object.make_datasets(data, config, prepared).val
             inputs = next(iter(val))[0]
         forward = tf.function(lambda x, model=model: model(x, training=False),
                               jit_compile=jit_compile)

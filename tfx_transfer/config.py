@@ -1,10 +1,12 @@
 """Run configuration: one frozen dataclass per concern, read from YAML/JSON.
 
 A run is described completely by a `RunConfig`. It is built from defaults,
-then a YAML or JSON file, then command-line overrides, and written back as
-the run directory's `config.yaml`, so a run can be repeated or resumed from
-that file alone. Config objects are never mutated; `with_overrides` returns
-a new one.
+then a YAML or JSON file, then command-line overrides (`tfx_transfer.cli`),
+and written back as the run directory's `config.yaml`, so a run can be
+repeated or resumed from that file alone. Fields a task decides (backbone,
+fractions, sequence length, the stage plan) stay None until `resolved`
+fills them from that task's `TaskDefaults` (`tfx_transfer.tasks.defaults`).
+Config objects are never mutated; derived configs are new objects.
 """
 
 import dataclasses
@@ -13,9 +15,42 @@ from pathlib import Path
 
 import yaml
 
-TASKS = ("images", "text", "tokens")
 # `RunConfig.mixed_precision` values; `tfx_transfer.precision` maps them to policies.
 MIXED_PRECISION = ("off", "float16", "bfloat16")
+
+
+def check_fractions(val_fraction, test_fraction, allow_empty=False, prefix=""):
+    """Raises a ValueError unless the held-out fractions leave data to train on.
+
+    One rule for every reader and for the run config. A run needs a
+    validation split (early stopping, stage selection) and a test split
+    (the report), so its fractions lie in (0, 1); a reader may also be
+    asked for an empty split (`allow_empty`, [0, 1)).
+
+    Args:
+        val_fraction: float. Share held out for validation.
+        test_fraction: float. Share held out for the test report.
+        allow_empty: bool. Accept 0, which leaves that split empty.
+        prefix: str. Put before the field names in the message ("data.").
+
+    Example:
+
+    >>> check_fractions(0.15, 0.15)
+    >>> check_fractions(0.0, 0.1, allow_empty=True)
+    """
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        low_ok = value >= 0 if allow_empty else value > 0
+        if not (low_ok and value < 1):
+            interval = "[0, 1)" if allow_empty else "(0, 1)"
+            raise ValueError(
+                f"`{prefix}{name}` must be in {interval}. Received: {name}={value}"
+            )
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"`{prefix}val_fraction + {prefix}test_fraction` must be below 1 to "
+            f"leave examples to train on. Received: val_fraction={val_fraction}, "
+            f"test_fraction={test_fraction}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +106,7 @@ class DataConfig:
             )
         if None not in (self.val_fraction, self.test_fraction):
             # Otherwise task defaults fill them in (`RunConfig.resolved`).
-            self._check_fractions()
+            check_fractions(self.val_fraction, self.test_fraction, prefix="data.")
         if self.batch_size < 1:
             raise ValueError(
                 f"`data.batch_size` must be >= 1. Received: "
@@ -81,22 +116,6 @@ class DataConfig:
             raise ValueError(
                 f"`data.image_size` must be >= 32. Received: "
                 f"image_size={self.image_size}"
-            )
-
-    def _check_fractions(self):
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            # Early stopping needs a validation split and an honest report
-            # needs a test split, so neither may be empty.
-            if not 0.0 < value < 1.0:
-                raise ValueError(
-                    f"`data.{name}` must be in (0, 1). Received: {name}={value}"
-                )
-        if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError(
-                "`data.val_fraction + data.test_fraction` must leave some "
-                f"training data. Received: val_fraction={self.val_fraction}, "
-                f"test_fraction={self.test_fraction}"
             )
 
 
@@ -211,56 +230,26 @@ class StageConfig:
             )
 
 
-# Each task's defaults, as data. The numbers were chosen on the bundled
-# demos, within a few minutes on 2 CPU cores.
-TASK_DEFAULTS = {
-    "images": {
-        "fractions": (0.15, 0.15),
-        "sequence_length": None,
-        "backbone": "efficientnet_lite0",
-        "weights": "imagenet",
-        "stages": (
-            StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=10),
-            StageConfig(
-                name="fine_tune", unfreeze=2, learning_rate=1e-4, epochs=4,
-                patience=2,
-            ),
-        ),
-    },
-    "text": {
-        "fractions": (0.15, 0.15),
-        "sequence_length": 128,
-        "backbone": "minilm_l6",
-        "weights": "pretrained",
-        "stages": (
-            # On cached features a head epoch costs well under a second.
-            StageConfig(
-                name="head", unfreeze=0, learning_rate=1e-2, epochs=20, patience=3
-            ),
-            StageConfig(
-                name="fine_tune", unfreeze=2, learning_rate=5e-5, epochs=2,
-                patience=1, optimizer="adamw",
-            ),
-        ),
-    },
-    "tokens": {
-        "fractions": (0.1, 0.1),
-        # WNUT tweets are at most 73 wordpieces; longer sentences are chunked.
-        "sequence_length": 64,
-        "backbone": "minilm_l6",
-        "weights": "pretrained",
-        "stages": (
-            # Frozen features tag poorly; the encoder's top layers matter.
-            StageConfig(
-                name="head", unfreeze=0, learning_rate=1e-2, epochs=10, patience=2
-            ),
-            StageConfig(
-                name="fine_tune", unfreeze=3, learning_rate=2e-4, epochs=4,
-                patience=2, optimizer="adamw",
-            ),
-        ),
-    },
-}
+@dataclasses.dataclass(frozen=True)
+class TaskDefaults:
+    """What a task fills in where a `RunConfig` leaves None.
+
+    Args:
+        backbone: str. Default backbone name.
+        weights: str. Default weights setting ("imagenet", "pretrained").
+        val_fraction: float. Validation share when no split is given.
+        test_fraction: float. Test share when no split is given.
+        sequence_length: int or None. Wordpieces per example (text tasks).
+        stages: tuple of StageConfig. The staged plan: a head stage, then
+            fine-tuning stages.
+    """
+
+    backbone: str
+    weights: str
+    val_fraction: float
+    test_fraction: float
+    sequence_length: int | None
+    stages: tuple[StageConfig, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,7 +257,7 @@ class RunConfig:
     """Everything one training run needs.
 
     Args:
-        task: str. One of `TASKS`.
+        task: str. A registered task: "images", "text" or "tokens".
         output_dir: str. Parent folder of the run directories.
         run_name: str or None. Name of this run's folder; None makes one
             from the task, backbone and time.
@@ -285,7 +274,7 @@ class RunConfig:
             of each training image are cached.
         feature_cache: bool. With `cache_features`, also keep the features
             on disk under `<cache_dir()>/features` (`cache_dir` is
-            `tfx_transfer.weights.cache_dir()`: `$TFX_TRANSFER_HOME` or
+            `tfx_transfer.files.cache_dir()`: `$TFX_TRANSFER_HOME` or
             `~/.cache/tfx_transfer`), so a later run on the same data with
             the same backbone weights and preprocessing loads them instead
             of running the backbone (`tfx_transfer.features.FeatureCache`).
@@ -310,10 +299,8 @@ class RunConfig:
     stages: tuple[StageConfig, ...] | None = None
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(
-                f"`task` must be one of {TASKS}. Received: task={self.task!r}"
-            )
+        if not isinstance(self.task, str) or not self.task:
+            raise ValueError(f"`task` must be a task name. Received: task={self.task!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(
                 f"`mixed_precision` must be one of {MIXED_PRECISION}. "
@@ -331,29 +318,34 @@ class RunConfig:
         if len(set(names)) != len(names):
             raise ValueError(f"Stage names must be unique. Received: {names}")
 
-    def resolved(self):
-        """Returns this config with every task default filled in.
+    def resolved(self, defaults):
+        """Returns this config with every field it leaves None taken from `defaults`.
+
+        Args:
+            defaults: TaskDefaults. The task's (`tfx_transfer.tasks.defaults`).
+
+        Returns:
+            A new `RunConfig`.
 
         Example:
 
-        >>> RunConfig(task="text").resolved().model.backbone
+        >>> from tfx_transfer.tasks.defaults import DEFAULTS
+        >>> RunConfig(task="text").resolved(DEFAULTS["text"]).model.backbone
         'minilm_l6'
         """
-        defaults = TASK_DEFAULTS[self.task]
         model = dataclasses.replace(
             self.model,
-            backbone=self.model.backbone or defaults["backbone"],
-            weights=self.model.weights or defaults["weights"],
+            backbone=self.model.backbone or defaults.backbone,
+            weights=self.model.weights or defaults.weights,
         )
-        val_fraction, test_fraction = defaults["fractions"]
         data = dataclasses.replace(
             self.data,
-            val_fraction=self.data.val_fraction or val_fraction,
-            test_fraction=self.data.test_fraction or test_fraction,
-            sequence_length=self.data.sequence_length or defaults.get("sequence_length"),
+            val_fraction=_given(self.data.val_fraction, defaults.val_fraction),
+            test_fraction=_given(self.data.test_fraction, defaults.test_fraction),
+            sequence_length=_given(self.data.sequence_length, defaults.sequence_length),
         )
         return dataclasses.replace(
-            self, data=data, model=model, stages=self.stages or defaults["stages"]
+            self, data=data, model=model, stages=self.stages or defaults.stages
         )
 
     def to_dict(self):
@@ -400,77 +392,9 @@ class RunConfig:
                 )
         return cls(**kwargs)
 
-    def with_overrides(self, overrides):
-        """Returns a new config with dotted-path overrides applied.
 
-        Args:
-            overrides: dict. Keys like "data.batch_size" or "task"; values of
-                None are ignored, so unset command-line flags change nothing.
-
-        Returns:
-            A new `RunConfig`.
-
-        Example:
-
-        >>> RunConfig().with_overrides({"data.batch_size": 8}).data.batch_size
-        8
-        """
-        config = self.to_dict()
-        for dotted, value in overrides.items():
-            if value is None:
-                continue
-            *parents, leaf = dotted.split(".")
-            section = config
-            for parent in parents:
-                section = section[parent]
-            if leaf not in section:
-                raise ValueError(f"Unknown config field '{dotted}'.")
-            section[leaf] = value
-        return RunConfig.from_dict(config)
-
-    def with_stage_overrides(
-        self,
-        head_epochs=None,
-        head_learning_rate=None,
-        fine_tune_epochs=None,
-        fine_tune_learning_rate=None,
-        unfreeze=None,
-    ):
-        """Returns a new config with the common stage knobs changed.
-
-        The first stage is the head stage; every later stage is a
-        fine-tuning stage. Arguments left as None change nothing.
-
-        Args:
-            head_epochs: int. Epochs of the first stage.
-            head_learning_rate: float. Learning rate of the first stage.
-            fine_tune_epochs: int. Epochs of every later stage; 0 drops them.
-            fine_tune_learning_rate: float. Learning rate of later stages.
-            unfreeze: int. Blocks the second stage unfreezes.
-
-        Returns:
-            A new `RunConfig`.
-        """
-        resolved = self.resolved()
-        head, *later = resolved.stages
-        if head_epochs is not None:
-            head = dataclasses.replace(head, epochs=head_epochs)
-        if head_learning_rate is not None:
-            head = dataclasses.replace(head, learning_rate=head_learning_rate)
-        if fine_tune_epochs == 0:
-            later = []
-        for field, value in (("epochs", fine_tune_epochs),
-                             ("learning_rate", fine_tune_learning_rate)):
-            if value is not None:
-                later = [dataclasses.replace(s, **{field: value}) for s in later]
-        if unfreeze is not None:
-            if not later:
-                raise ValueError(
-                    "`unfreeze` needs a fine-tuning stage, but the plan has "
-                    f"none. Received: unfreeze={unfreeze}"
-                )
-            later[0] = dataclasses.replace(later[0], unfreeze=unfreeze)
-        return dataclasses.replace(resolved, stages=(head, *later))
+def _given(value, default):
+    return default if value is None else value
 
 
 def _field_names(cls):

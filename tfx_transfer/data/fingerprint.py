@@ -3,7 +3,7 @@
 import hashlib
 import json
 
-from tfx_transfer.weights import sha256_file
+from tfx_transfer.files import sha256_file
 
 
 def data_fingerprint(examples, files=False):

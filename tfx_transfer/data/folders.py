@@ -6,15 +6,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import tensorflow as tf
 
+from tfx_transfer.config import check_fractions
 from tfx_transfer.data.splits import (
     LabelledData,
-    check_fractions,
+    SPLIT_NAMES,
     seeded_split,
     sorted_split,
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +85,7 @@ def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):
     data.report()["totals"]["test"]  # 150
     ```
     """
-    check_fractions(val_fraction, test_fraction)
+    check_fractions(val_fraction, test_fraction, allow_empty=True)
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         what = "does not exist" if not os.path.exists(root) else "is not a folder"

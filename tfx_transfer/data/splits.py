@@ -7,6 +7,10 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 
+# Every reader returns these splits, in this order.
+SPLIT_NAMES = ("train", "val", "test")
+
+
 @dataclasses.dataclass(frozen=True)
 class Split:
     """Examples and their integer labels, in a fixed order.
@@ -44,22 +48,6 @@ class Split:
         labels = np.asarray(self.labels, dtype=np.int64)
         counts = np.bincount(labels, minlength=num_classes)
         return [int(count) for count in counts]
-
-
-def check_fractions(val_fraction, test_fraction):
-    """Raise a ValueError unless both fractions leave examples to train on."""
-    given = {"val_fraction": val_fraction, "test_fraction": test_fraction}
-    for name, fraction in given.items():
-        if not 0 <= fraction < 1:
-            raise ValueError(
-                f"`{name}` must be in [0, 1). Received: {name}={fraction}"
-            )
-    if val_fraction + test_fraction >= 1:
-        raise ValueError(
-            "`val_fraction + test_fraction` must be below 1 to leave examples "
-            f"to train on. Received: val_fraction={val_fraction}, "
-            f"test_fraction={test_fraction}"
-        )
 
 
 def sorted_split(items, labels):

@@ -4,14 +4,14 @@ import dataclasses
 import functools
 import os
 
+from tfx_transfer.config import check_fractions
 from tfx_transfer.data import text_formats
 from tfx_transfer.data.splits import (
     LabelledData,
-    check_fractions,
+    SPLIT_NAMES,
     seeded_split,
     sorted_split,
 )
-from tfx_transfer.data.text_formats import SPLIT_NAMES
 
 TEXT_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson")
 
@@ -116,7 +116,7 @@ def read_text_data(
     data.report()["duplicates_dropped"]
     ```
     """
-    check_fractions(val_fraction, test_fraction)
+    check_fractions(val_fraction, test_fraction, allow_empty=True)
     if text_column == label_column:
         raise ValueError(
             "`text_column` and `label_column` must differ. Received: "

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 
-SPLIT_NAMES = ("train", "val", "test")
+from tfx_transfer.data.splits import SPLIT_NAMES
 
 
 @dataclasses.dataclass(frozen=True)

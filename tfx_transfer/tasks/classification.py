@@ -1,61 +1,57 @@
-"""What the two classification tasks (images, text) share: loss, weights, report.
-
-`tasks/images.py` and `tasks/text.py` re-export these, so every task
-module offers the same functions to `train.py`. `data_key` is the part of
-every task's `feature_key` (tokens too) that describes the data.
-"""
+"""What the one-label-per-example tasks (images, text) share: loss, report, outputs."""
 
 import keras
+import tensorflow as tf
 
-from tfx_transfer import evaluate
+from tfx_transfer import evaluate, stages
 from tfx_transfer.data import class_weights
-from tfx_transfer.data.fingerprint import data_fingerprint
+from tfx_transfer.tasks.base import Task
 
 
-def class_weight(data):
-    """Returns `fit`'s class weights from the training labels, or None if balanced."""
-    return class_weights.class_weights(data.splits["train"].labels, len(data.class_names))
+class ClassificationTask(Task):
+    """A task that gives each example one of `num_classes` labels.
+
+    Subclasses supply the backbone, the data and the serving input; this
+    class supplies the objective (cross-entropy on one-hot labels, with
+    class weights when the classes are imbalanced), the test report
+    (per-class metrics and a confusion matrix) and the serving outputs.
+    """
+
+    def objective(self, config, data):
+        weights = None
+        if config.data.class_weights:
+            weights = class_weights.class_weights(
+                data.splits["train"].labels, len(data.class_names)
+            )
+        return stages.Objective(
+            loss=keras.losses.CategoricalCrossentropy(
+                label_smoothing=config.model.label_smoothing
+            ),
+            metrics=("accuracy",),
+            class_weight=weights,
+        )
+
+    def evaluate(self, classifier, test_data, data, run_dir):
+        y_true, probabilities = evaluate.predict_dataset(classifier.model, test_data)
+        metrics = evaluate.classification_metrics(y_true, probabilities, data.class_names)
+        evaluate.plot_confusion_matrix(
+            metrics["confusion_matrix"], data.class_names, run_dir / "confusion_matrix.png"
+        )
+        return metrics, evaluate.classification_body(metrics)
 
 
-def objective(model_config):
-    """Returns `run_stages`' loss and metrics: cross-entropy on one-hot labels."""
-    return {
-        "loss": keras.losses.CategoricalCrossentropy(
-            label_smoothing=model_config.label_smoothing
-        ),
-        "metrics": ("accuracy",),
-    }
-
-
-def data_key(task, data, config, files=False):
-    """Returns what every task's features depend on besides its preprocessing.
+def serving_outputs(probabilities, class_names):
+    """The serving signature's outputs: `probabilities` `[N, C]` and `label` `[N]`.
 
     Args:
-        task: str. The task's name.
-        data: the task's data (`LabelledData` or `TokenData`).
-        config: `tfx_transfer.config.RunConfig`, resolved.
-        files: bool. The examples are file paths, whose bytes are hashed.
+        probabilities: float tensor `[N, C]`.
+        class_names: sequence of str. Index -> label, baked into the graph.
 
     Returns:
-        A JSON-able dict: task, class names, digests of the train and val
-        splits (`data_fingerprint`), batch size and seed.
-
-    Example:
-
-    >>> data_key("text", data, config)["train"]
-    '3f5c...'
+        A dict of the two tensors.
     """
+    labels = tf.constant(list(class_names))
     return {
-        "task": task,
-        "class_names": list(data.class_names),
-        **{name: data_fingerprint(data.splits[name], files) for name in ("train", "val")},
-        "batch_size": config.data.batch_size,
-        "seed": config.data.seed,
+        "probabilities": probabilities,
+        "label": tf.gather(labels, tf.argmax(probabilities, axis=-1)),
     }
-
-
-def write_report(model, test_data, data, prepared, stage_results, data_report, run_dir, header):
-    """Writes the test report: per-class metrics and the confusion matrix."""
-    return evaluate.write_report(
-        model, test_data, data.class_names, stage_results, data_report, run_dir, header
-    )

@@ -1,8 +1,9 @@
 """Image backbones: name -> builder, preprocessing, unfreezing order, weights.
 
-Adding a backbone is one `BackboneSpec` entry in `BACKBONES`. Every builder
-follows the `keras.applications` signature, so one call builds any of them
-without its classification top.
+Adding a backbone is one `BackboneSpec`: an entry in `BACKBONES`, or a
+`register_backbone(spec)` call from user code. Every builder follows the
+`keras.applications` signature, so one call builds any of them without
+its classification top.
 """
 
 import dataclasses
@@ -12,58 +13,15 @@ from pathlib import Path
 from typing import Callable
 
 import keras
-from keras import ops
 
-from tfx_transfer import efficientnet_lite, weights as weights_lib
-
-
-@keras.saving.register_keras_serializable(package="tfx_transfer")
-class ImagePreprocessing(keras.layers.Layer):
-    """Maps RGB pixels in [0, 255] to what a backbone was trained on.
-
-    Living inside the model (and so inside the exported SavedModel) means a
-    client sends plain pixels, and training and serving cannot disagree.
-
-    Args:
-        mode: str. "lite" for (x - 127) / 128 (EfficientNet-Lite), "caffe"
-            for BGR with the ImageNet mean subtracted (ResNet50), "tf" for
-            x / 127.5 - 1 (MobileNetV2), "none" for models that normalise
-            internally (keras.applications EfficientNet).
-
-    Example:
-
-    >>> layer = ImagePreprocessing("tf")
-    >>> float(layer(np.full((1, 2, 2, 3), 255.0))[0, 0, 0, 0])
-    1.0
-    """
-
-    MODES = ("lite", "caffe", "tf", "none")
-    CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
-
-    def __init__(self, mode, **kwargs):
-        super().__init__(**kwargs)
-        if mode not in self.MODES:
-            raise ValueError(
-                f"`mode` must be one of {self.MODES}. Received: mode={mode!r}"
-            )
-        self.mode = mode
-
-    def call(self, images):
-        images = ops.cast(images, self.compute_dtype)
-        if self.mode == "lite":
-            return (images - 127.0) / 128.0
-        if self.mode == "tf":
-            return images / 127.5 - 1.0
-        if self.mode == "caffe":
-            bgr = ops.flip(images, axis=-1)
-            return bgr - ops.convert_to_tensor(self.CAFFE_BGR_MEAN, images.dtype)
-        return images
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+from tfx_transfer.backbones import efficientnet_lite
+from tfx_transfer.backbones import weights as weights_lib
+from tfx_transfer.backbones.registry import (
+    WeightsUnavailableError,
+    is_network_error,
+    register,
+    registered,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +54,6 @@ class BackboneSpec:
     weights_file: str | None = None
     weights_url: str | None = None
     weights_hash: str | None = None
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Raised when pretrained weights can be neither found nor downloaded."""
 
 
 def _groups(prefixes):
@@ -181,24 +135,22 @@ def get_backbone_spec(name):
     return registered(BACKBONES, name, "backbone")
 
 
-def registered(registry, name, kind):
-    """Returns `registry[name]`, or raises an error listing the known names.
+def register_backbone(spec):
+    """Makes an image backbone available by name (`--backbone NAME`).
 
     Args:
-        registry: dict. Name -> spec (`BACKBONES`, the text task's).
-        name: str. The name asked for.
-        kind: str. What the registry holds, for the message ("backbone").
+        spec: BackboneSpec. Its builder takes `include_top`, `weights` and
+            `input_shape` like `keras.applications`; its unfreeze groups
+            name the layers of each block, top first.
+
+    Returns:
+        `spec`.
 
     Example:
 
-    >>> registered(BACKBONES, "resnet50", "backbone").name
-    'resnet50'
+    >>> register_backbone(BackboneSpec("tiny", tiny_builder, "tf", 64, (("conv2",), ("conv1",))))
     """
-    if name not in registry:
-        raise ValueError(
-            f"Unknown {kind}. Choose one of {sorted(registry)}. Received: backbone={name!r}"
-        )
-    return registry[name]
+    return register(BACKBONES, spec, "backbone")
 
 
 def resolve_weights(spec, weights):
@@ -238,10 +190,12 @@ def resolve_weights(spec, weights):
             file_hash=spec.weights_hash,
         )
     except Exception as error:
+        if not is_network_error(error):
+            raise
         raise WeightsUnavailableError(
-            f"Could not get the ImageNet weights of '{spec.name}' "
+            f"Could not download the ImageNet weights of '{spec.name}' "
             f"({spec.weights_file}): {error}\n"
-            f"This machine may have no network. Either download "
+            f"This machine cannot reach the network. Either download "
             f"{spec.weights_url + spec.weights_file} elsewhere and pass "
             f"--weights /path/to/{spec.weights_file}, or use "
             f"--backbone efficientnet_lite0, whose ImageNet weights ship "
@@ -286,3 +240,52 @@ def build_backbone(spec, weights_path, image_size):
             ) from error
     backbone.name = "backbone"
     return backbone
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageBackbone:
+    """A resolved image backbone: what to build, from which weights, at what size.
+
+    Args:
+        spec: BackboneSpec.
+        weights_path: str or None. Local weights file, or None for random.
+        image_size: int. Square input resolution.
+    """
+
+    spec: BackboneSpec
+    weights_path: str | None
+    image_size: int
+
+    @property
+    def unfreeze_groups(self):
+        return self.spec.unfreeze_groups
+
+    def describe(self, weights):
+        return (
+            f"backbone {self.spec.name} ({weights} weights), "
+            f"{self.image_size}x{self.image_size}"
+        )
+
+    def build(self):
+        """Builds the Keras backbone (`build_backbone`)."""
+        return build_backbone(self.spec, self.weights_path, self.image_size)
+
+
+def prepare_image_backbone(name, weights, image_size=None):
+    """Resolves a backbone name and weights setting, before any data is read.
+
+    Args:
+        name: str. A `BACKBONES` name.
+        weights: str. "imagenet", "none" or a weights file path.
+        image_size: int or None. None takes the backbone's own.
+
+    Returns:
+        An `ImageBackbone`.
+
+    Example:
+
+    >>> prepare_image_backbone("efficientnet_lite0", "imagenet").image_size
+    224
+    """
+    spec = get_backbone_spec(name)
+    return ImageBackbone(spec, resolve_weights(spec, weights), image_size or spec.image_size)

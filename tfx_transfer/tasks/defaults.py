@@ -1,0 +1,57 @@
+"""Each task's defaults, as pure data: backbone, fractions, sequence length, stage plan.
+
+Kept apart from the task classes, as keras-hub keeps a model's presets
+apart from its layers, so that `--help` can print them without importing
+TensorFlow. Each task class points at its entry (`Task.defaults`); nothing
+else holds these numbers. They were chosen on the bundled demos, within a
+few minutes on 2 CPU cores.
+"""
+
+from tfx_transfer.config import StageConfig, TaskDefaults
+
+IMAGES = TaskDefaults(
+    backbone="efficientnet_lite0",
+    weights="imagenet",
+    val_fraction=0.15,
+    test_fraction=0.15,
+    sequence_length=None,
+    stages=(
+        StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=10),
+        StageConfig(name="fine_tune", unfreeze=2, learning_rate=1e-4, epochs=4, patience=2),
+    ),
+)
+
+TEXT = TaskDefaults(
+    backbone="minilm_l6",
+    weights="pretrained",
+    val_fraction=0.15,
+    test_fraction=0.15,
+    sequence_length=128,
+    stages=(
+        # On cached features a head epoch costs well under a second.
+        StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=20, patience=3),
+        StageConfig(
+            name="fine_tune", unfreeze=2, learning_rate=5e-5, epochs=2, patience=1,
+            optimizer="adamw",
+        ),
+    ),
+)
+
+TOKENS = TaskDefaults(
+    backbone="minilm_l6",
+    weights="pretrained",
+    val_fraction=0.1,
+    test_fraction=0.1,
+    # WNUT tweets are at most 73 wordpieces; longer sentences are chunked.
+    sequence_length=64,
+    stages=(
+        # Frozen features tag poorly; the encoder's top layers matter.
+        StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=10, patience=2),
+        StageConfig(
+            name="fine_tune", unfreeze=3, learning_rate=2e-4, epochs=4, patience=2,
+            optimizer="adamw",
+        ),
+    ),
+)
+
+DEFAULTS = {"images": IMAGES, "text": TEXT, "tokens": TOKENS}

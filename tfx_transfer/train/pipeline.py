@@ -1,0 +1,164 @@
+"""`run()`: config -> backbone -> data -> classifier -> stages -> report -> export.
+
+Each step is one call on the task (`tfx_transfer.tasks.base.Task`) or on a
+module every task shares; nothing downstream reaches back upstream.
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import keras
+
+from tfx_transfer import export, features, precision, stages, tasks
+from tfx_transfer.config import RunConfig, load_config, save_config
+from tfx_transfer.files import cache_dir
+
+CONFIG_FILE = "config.yaml"
+DATA_REPORT_FILE = "data_report.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a finished run produced.
+
+    Args:
+        run_dir: Path. The run directory.
+        metrics: dict. Test-set metrics (as in `metrics.json`).
+        stages: list of `tfx_transfer.stages.StageResult`.
+        saved_model: Path. The exported SavedModel folder.
+        report: str. The text of `report.txt`.
+    """
+
+    run_dir: Path
+    metrics: dict
+    stages: list
+    saved_model: Path
+    report: str
+
+
+def run(config=None, run_dir=None, verbose=2):
+    """Trains, evaluates and exports one classifier.
+
+    Args:
+        config: RunConfig or None. None uses the defaults (images task on
+            the bundled data, EfficientNet-Lite0 with its bundled ImageNet
+            weights); the task's defaults fill whatever it leaves as None.
+        run_dir: str, Path or None. An existing run directory to resume;
+            its `config.yaml` is used and `config` must be None.
+        verbose: int. Keras progress verbosity (0 silent, 2 one line per epoch).
+
+    Returns:
+        A `RunResult`.
+
+    Example:
+
+    >>> result = run(RunConfig(data=DataConfig(path="my_photos/")))
+    >>> result.metrics["accuracy"]
+    """
+    if run_dir is not None and config is not None:
+        raise ValueError("Pass either `config` or a `run_dir` to resume, not both.")
+    config = resume_config(run_dir) if run_dir is not None else (config or RunConfig())
+    task = tasks.get_task(config.task)
+    config = config.resolved(task.defaults)
+    # Layers take the policy when they are built; restored on return.
+    with precision.dtype_policy(config.mixed_precision):
+        return _run(task, config, Path(run_dir) if run_dir else None, verbose)
+
+
+def _run(task, config, run_dir, verbose):
+    started = time.time()
+    # The backbone and its weights first: a missing download fails before any data is read.
+    backbone = task.prepare_backbone(config)
+    for stage in config.stages:
+        stages.check_unfreeze(backbone.unfreeze_groups, stage.unfreeze)
+    keras.utils.set_random_seed(config.data.seed)
+    run_dir = run_dir or new_run_dir(config)
+    print(f"Run directory: {run_dir}")
+
+    data = task.read_data(config.data)
+    datasets = task.make_datasets(data, config, backbone)
+    data_report = write_data_report(run_dir, data, datasets)
+
+    classifier = task.build_classifier(backbone, data.num_classes, config.model)
+    print(stages.describe_plan(config.stages, classifier))
+    stage_results = stages.run_stages(
+        classifier, config.stages, datasets.train, datasets.val, run_dir,
+        objective=task.objective(config, data),
+        caching=feature_caching(task, config, data, backbone),
+        jit_compile=config.jit_compile, verbose=verbose,
+    )
+
+    header = (f"tfx_transfer {config.task} run {run_dir.name}: "
+              f"{backbone.describe(config.model.weights)}, {data.num_classes} classes")
+    metrics, report = task.write_report(
+        classifier, datasets.test, data, stage_results, data_report, run_dir, header
+    )
+
+    saved_model = export.export_run(
+        classifier.model, task.serving_fn(classifier, data.class_names), data.class_names,
+        run_dir, track=task.export_objects(classifier),
+    )
+    print(f"\n{report}\nFinished in {time.time() - started:.0f} s.\n"
+          f"Exported SavedModel: {saved_model}")
+    return RunResult(run_dir, metrics, stage_results, saved_model, report)
+
+
+def new_run_dir(config):
+    """Creates a fresh, uniquely named run directory holding the resolved `config.yaml`."""
+    name = config.run_name or (
+        f"{config.task}-{config.model.backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    root = Path(config.output_dir)
+    run_dir, suffix = root / name, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = root / f"{name}-{suffix}"
+    run_dir.mkdir(parents=True)
+    save_config(config, run_dir / CONFIG_FILE)
+    return run_dir
+
+
+def resume_config(run_dir):
+    """Returns the `RunConfig` an earlier (maybe interrupted) run was started with."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Cannot resume {run_dir}: it holds no {CONFIG_FILE}. Is it a run directory?"
+        )
+    return load_config(path)
+
+
+def feature_caching(task, config, data, backbone):
+    """The `features.Caching` of a run, or None for the plain Keras loop."""
+    if not config.cache_features:
+        return None
+    # Without random augmentation every pass gives the same features.
+    views = config.feature_views if config.augment.enabled and task.augments else 1
+    store = features.FeatureCache(cache_dir() / "features") if config.feature_cache else None
+    return features.Caching(
+        views=views, batch_size=config.data.batch_size, seed=config.data.seed, store=store,
+        key=task.feature_key(data, config, backbone) if store else None,
+    )
+
+
+def write_data_report(run_dir, data, datasets):
+    """Writes `data_report.json` (the reader's and the pipelines' counts), prints a summary."""
+    report = {**data.report(), **datasets.report}
+    (run_dir / DATA_REPORT_FILE).write_text(json.dumps(report, indent=2))
+    sizes = ", ".join(f"{name} {count}" for name, count in report["totals"].items())
+    text = (
+        f"Data: {len(report['class_names'])} classes ({', '.join(report['class_names'])}); "
+        f"{sizes} ({report['split_source']})"
+    )
+    skipped = report["skipped"]
+    if skipped:
+        text += f"\nSkipped {len(skipped)} unreadable example(s); see {DATA_REPORT_FILE}:"
+        text += "".join(f"\n  {location}: {reason}" for location, reason in skipped[:10])
+    cut = datasets.report.get("tokenization", {})
+    if any(cut.get("truncated_words", {}).values()):
+        text += (f"\nTruncated {sum(cut['truncated_words'].values())} word(s) longer than a "
+                 f"whole sequence ({sum(cut['truncated_pieces'].values())} wordpieces left out).")
+    print(text)
+    return report
