@@ -71,3 +71,20 @@ def serve_in_fresh_process(saved_model, text_ops=False, **inputs):
         )
         with open(exchange, "rb") as f:
             return pickle.load(f)
+
+
+def lite0_classifier(num_classes=3, size=64, model_config=None):
+    """EfficientNet-Lite0 with its real ImageNet weights and a new head, as a `Classifier`.
+
+    Real weights: with random ones the activations saturate ReLU6 and no
+    gradient reaches the backbone.
+    """
+    from tfx_transfer import backbones
+    from tfx_transfer.classifier import Classifier
+    from tfx_transfer.config import ModelConfig
+    from tfx_transfer.tasks.images import build_image_classifier
+
+    spec = backbones.get_backbone_spec("efficientnet_lite0")
+    backbone = backbones.build_backbone(spec, backbones.resolve_weights(spec, "imagenet"), size)
+    model = build_image_classifier(spec, backbone, num_classes, model_config or ModelConfig(), size)
+    return Classifier(model, backbone, spec.unfreeze_groups)

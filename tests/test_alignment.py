@@ -7,14 +7,14 @@ import tensorflow as tf
 
 from tfx_transfer.data.alignment import IGNORE
 from tfx_transfer.data.alignment import align_labels
-from tfx_transfer.data.alignment import gather_word_predictions
-from tfx_transfer.data.alignment import pack_word_pieces
-from tfx_transfer.data.alignment import split_words
+from tfx_transfer.data.alignment_ops import gather_word_predictions
+from tfx_transfer.data.alignment_ops import pack_word_pieces
+from tfx_transfer.data.alignment_ops import split_words
 from tfx_transfer.data.alignment import tokenize_words
-from tfx_transfer.data.alignment import word_piece_ids
+from tfx_transfer.data.alignment_ops import word_piece_ids
 from tfx_transfer.data.alignment import word_piece_lists
 from tfx_transfer.data.alignment import word_predictions
-from tfx_transfer.text_weights import minilm_l6_folder
+from tfx_transfer.backbones.minilm import minilm_l6_folder
 
 # Words the MiniLM vocabulary cuts into several pieces, or cannot read.
 TRICKY = [

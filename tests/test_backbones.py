@@ -1,9 +1,13 @@
 import hashlib
 
+import keras
 import numpy as np
 import pytest
 
-from tfx_transfer import backbones, weights
+import harness
+from tfx_transfer import backbones
+from tfx_transfer.config import DataConfig, ModelConfig, StageConfig
+from tfx_transfer.backbones import weights
 
 
 def test_local_weights_file_is_loaded(tmp_path):
@@ -58,3 +62,41 @@ def test_preprocessing_modes_match_the_reference_functions():
         backbones.ImagePreprocessing("tf")(x),
         keras.applications.mobilenet_v2.preprocess_input(x.copy()), atol=1e-5)
     np.testing.assert_allclose(backbones.ImagePreprocessing("lite")(x), (x - 127) / 128, atol=1e-6)
+
+
+def tiny_convnet(include_top=False, weights=None, input_shape=None):
+    """A two-block convnet with the keras.applications builder signature."""
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    for index, filters in enumerate((8, 16), 1):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", name=f"conv{index}")(x)
+        x = keras.layers.BatchNormalization(name=f"conv{index}_bn")(x)
+        x = keras.layers.ReLU(name=f"conv{index}_relu")(x)
+    return keras.Model(inputs, x, name="tiny_convnet")
+
+
+@pytest.mark.slow
+def test_a_registered_tiny_backbone_trains_through_the_harness(colour_folder, tmp_path, capsys):
+    # Adding a backbone: one registry entry with its unfreeze groups, top first.
+    spec = backbones.BackboneSpec(
+        name="tiny_convnet", builder=tiny_convnet, preprocessing="tf", image_size=32,
+        unfreeze_groups=(("conv2",), ("conv1",)),
+    )
+    backbones.register_backbone(spec)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            backbones.register_backbone(spec)
+        data = DataConfig(path=str(colour_folder), batch_size=8, val_fraction=0.25,
+                          test_fraction=0.25)
+        plan = (StageConfig(name="head", unfreeze=0, learning_rate=3e-2, epochs=30, patience=30),
+                StageConfig(name="fine_tune", unfreeze=2, learning_rate=1e-3, epochs=2))
+        result = harness.train_tiny("images", tmp_path, data, stages=plan,
+                                    model=ModelConfig(backbone="tiny_convnet", weights="none"))
+        images = [path.read_bytes() for path in sorted(colour_folder.glob("*/001.png"))]
+        harness.check_task_run(result, images, capsys)
+        assert result.stages[1].trainable_weights == 2 + 2 * 2  # head + two convs (BN frozen)
+        assert "tiny_convnet" in result.report
+        # Random features of solid colours still separate them.
+        assert result.metrics["accuracy"] >= 0.6, result.report
+    finally:
+        del backbones.BACKBONES["tiny_convnet"]

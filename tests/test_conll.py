@@ -7,10 +7,10 @@ import pytest
 from tfx_transfer.data.bundled import bundled_conll_path
 from tfx_transfer.data.conll import Sentence
 from tfx_transfer.data.conll import TokenData
-from tfx_transfer.data.conll import detect_scheme
+from tfx_transfer.data.tag_schemes import detect_scheme
 from tfx_transfer.data.conll import read_conll
 from tfx_transfer.data.conll import read_token_data
-from tfx_transfer.data.conll import to_bio
+from tfx_transfer.data.tag_schemes import to_bio
 
 WNUT_TYPES = (
     "company",
@@ -264,3 +264,23 @@ def test_bundled_wnut_file():
     assert report["sentences"] == {"train": 1914, "val": 240, "test": 240}
     entities = sum(sum(counts.values()) for counts in report["counts"].values())
     assert entities == 1496
+
+
+def test_skip_bad_rows_leaves_out_and_counts_whole_sentences(tmp_path):
+    path = tmp_path / "bad.conll"
+    path.write_text(
+        "Paris\tB-loc\nis\tO\n\n"          # good
+        "Rome\n\n"                          # one column
+        "Oslo\tB-loc\ncold\tX-weird\n\n"    # invalid tag on its second line
+        "Bob\tB-per\n\n"                    # good
+        "a\tb\tc\tI-per\n"                  # four columns: first is the word, last the tag
+    )
+    with pytest.raises(ValueError, match=r"bad.conll:4: one column"):
+        read_token_data(path, val_fraction=0.0, test_fraction=0.0)
+    data = read_token_data(path, val_fraction=0.0, test_fraction=0.0, skip_bad_rows=True)
+    assert [s.words for s in data.splits["train"]] == [("Paris", "is"), ("Bob",), ("a",)]
+    report = data.report()
+    assert report["num_skipped"] == 2
+    locations = [location.rsplit(":", 1)[1] for location, _ in report["skipped"]]
+    assert locations == ["4", "7"]
+    assert "one column" in report["skipped"][0][1] and "X-weird" in report["skipped"][1][1]

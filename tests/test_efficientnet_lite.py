@@ -7,13 +7,14 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from tfx_transfer import torch_state_dict, weights
-from tfx_transfer.efficientnet_lite import IMAGE_SIZE
-from tfx_transfer.efficientnet_lite import UNFREEZE_GROUPS
-from tfx_transfer.efficientnet_lite import EfficientNetLite0
-from tfx_transfer.efficientnet_lite import assign_torch_weights
-from tfx_transfer.efficientnet_lite import imagenet_weights_path
-from tfx_transfer.efficientnet_lite import preprocess_input
+from tfx_transfer.backbones import torch_state_dict, weights
+from tfx_transfer.files import sha256_file
+from tfx_transfer.backbones.efficientnet_lite import IMAGE_SIZE
+from tfx_transfer.backbones.efficientnet_lite import UNFREEZE_GROUPS
+from tfx_transfer.backbones.efficientnet_lite import EfficientNetLite0
+from tfx_transfer.backbones.efficientnet_lite import assign_torch_weights
+from tfx_transfer.backbones.efficientnet_lite import imagenet_weights_path
+from tfx_transfer.backbones.efficientnet_lite import preprocess_input
 
 _TOP_FILE = "efficientnet_lite0_imagenet_top.weights.h5"
 _NOTOP_FILE = "efficientnet_lite0_imagenet_notop.weights.h5"
@@ -284,17 +285,17 @@ def test_conversion_writes_both_variants_with_sidecars(home):
     for name in (_TOP_FILE, _NOTOP_FILE):
         path = home / "weights" / name
         sidecar = path.with_name(name + ".sha256")
-        assert sidecar.read_text().strip() == weights.sha256_file(path)
+        assert sidecar.read_text().strip() == sha256_file(path)
     assert imagenet_weights_path(include_top=True) == home / "weights" / _TOP_FILE
 
 
 def test_tampered_cached_weights_are_refused(private_home):
     path = private_home / "weights" / _TOP_FILE
-    expected = weights.sha256_file(path)
+    expected = sha256_file(path)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    actual = weights.sha256_file(path)
+    actual = sha256_file(path)
 
     with pytest.raises(weights.WeightsIntegrityError) as info:
         EfficientNetLite0(include_top=True, weights="imagenet")
@@ -311,7 +312,7 @@ def test_missing_cache_entry_is_rebuilt(private_home, suffix):
 
     assert rebuilt == path
     sidecar = path.with_name(path.name + ".sha256")
-    assert sidecar.read_text().strip() == weights.sha256_file(path)
+    assert sidecar.read_text().strip() == sha256_file(path)
     model = EfficientNetLite0(include_top=False, weights=str(rebuilt))
     stem = model.get_layer("stem_conv").get_weights()[0]
     torch_stem = torch_state_dict.load_torch_state_dict(

@@ -6,12 +6,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import serve_in_fresh_process
-from tfx_transfer import backbones, export
-from tfx_transfer.config import ModelConfig
+from conftest import lite0_classifier, serve_in_fresh_process
+from tfx_transfer import export
 from tfx_transfer.data import pipeline
 from tfx_transfer.predict import Predictor
-from tfx_transfer.tasks import images
+from tfx_transfer.tasks import get_task
 
 SIZE = 64
 CLASSES = ["ant", "bee", "cat"]
@@ -19,14 +18,11 @@ CLASSES = ["ant", "bee", "cat"]
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    spec = backbones.get_backbone_spec("efficientnet_lite0")
-    weights = backbones.resolve_weights(spec, "imagenet")
-    backbone = backbones.build_backbone(spec, weights, SIZE)
-    model = images.build_image_classifier(spec, backbone, 3, ModelConfig(), SIZE)
+    classifier = lite0_classifier(size=SIZE)
     run_dir = tmp_path_factory.mktemp("run")
-    prepared = images.ImageBackbone(spec, weights, SIZE)
-    export.export_run(model, images.serving_fn(model, CLASSES, prepared), CLASSES, run_dir)
-    return model, run_dir
+    serving_fn = get_task("images").serving_fn(classifier, CLASSES)
+    export.export_run(classifier.model, serving_fn, CLASSES, run_dir)
+    return classifier.model, run_dir
 
 
 def png_bytes(seed, size=(50, 70), mode="RGB"):

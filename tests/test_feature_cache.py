@@ -10,22 +10,22 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import conftest
 from conftest import write_colour_images
-from tfx_transfer import backbones, features, stages, train, weights
+from tfx_transfer import backbones, features, files, stages, tasks, train
 from tfx_transfer.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, StageConfig
 from tfx_transfer.data import Split, read_image_folder
 from tfx_transfer.data.conll import Sentence, TokenData
 from tfx_transfer.data.splits import LabelledData
-from tfx_transfer.tasks import images, text, tokens
+from tfx_transfer.tasks import get_task
+
+images, text, tokens = get_task("images"), get_task("text"), get_task("tokens")
 
 SIZE = 64
 
 
 def lite0_classifier():
-    spec = backbones.get_backbone_spec("efficientnet_lite0")
-    backbone = backbones.build_backbone(spec, backbones.resolve_weights(spec, "imagenet"), SIZE)
-    model = images.build_image_classifier(spec, backbone, 3, ModelConfig(dropout=0.0), SIZE)
-    return spec, backbone, model
+    return conftest.lite0_classifier(size=SIZE, model_config=ModelConfig(dropout=0.0))
 
 
 def pixels(n, seed):
@@ -66,7 +66,8 @@ def test_a_second_head_stage_loads_the_same_features_and_trains_the_same_head(
 
     def head_stage(run, perturb=False):
         keras.utils.set_random_seed(0)
-        spec, backbone, model = lite0_classifier()
+        classifier = lite0_classifier()
+        model, backbone = classifier.model, classifier.backbone
         # The same starting head every time: the seed alone does not repeat
         # the head's initial weights between builds in one process.
         probabilities = model.get_layer("probabilities")
@@ -77,10 +78,12 @@ def test_a_second_head_stage_loads_the_same_features_and_trains_the_same_head(
         if perturb:
             kernel = backbone.get_layer("top_conv").kernel
             kernel.assign(kernel + 1e-3)
+        caching = features.Caching(
+            views=1, batch_size=8, store=cache, key={"data": "pixels 24+9, seeds 0 and 1"}
+        )
         stages.run_stages(
-            model, backbone, spec.unfreeze_groups, head, train_data, val_data,
-            tmp_path / run, verbose=0, feature_views=1, batch_size=8,
-            feature_cache=cache, feature_key={"data": "pixels 24+9, seeds 0 and 1"},
+            classifier, head, train_data, val_data, tmp_path / run,
+            objective=stages.Objective(), caching=caching, verbose=0,
         )
         return model.predict(vx, verbose=0)
 
@@ -106,7 +109,8 @@ def test_a_second_head_stage_loads_the_same_features_and_trains_the_same_head(
 
 
 def test_weights_fingerprint_is_stable_and_sees_one_changed_kernel():
-    (_, _, first), (_, backbone, second) = lite0_classifier(), lite0_classifier()
+    first, other = lite0_classifier().model, lite0_classifier()
+    second, backbone = other.model, other.backbone
     before = features.weights_fingerprint(features.split_classifier(first)[0])
     extractor = features.split_classifier(second)[0]
     assert features.weights_fingerprint(extractor) == before
@@ -119,7 +123,8 @@ def test_image_key_changes_with_one_image_one_label_the_size_or_augmentation(tmp
     root = write_colour_images(tmp_path / "colours", per_class=4, size=16)
     config = RunConfig(
         data=DataConfig(path=str(root), image_size=32, val_fraction=0.25, test_fraction=0.25)
-    ).resolved()
+    )
+    config = tasks.resolve(config)
 
     def key(config, data=None):
         data = data or read_image_folder(root, 0.25, 0.25, config.data.seed)
@@ -129,7 +134,8 @@ def test_image_key_changes_with_one_image_one_label_the_size_or_augmentation(tmp
 
     base = key(config)
     assert key(config) == base
-    assert key(config.with_overrides({"data.image_size": 48})) != base
+    bigger = dataclasses.replace(config, data=dataclasses.replace(config.data, image_size=48))
+    assert key(bigger) != base
     augment = dataclasses.replace(config, augment=AugmentConfig(rotation=0.1))
     assert key(augment) != base
 
@@ -150,11 +156,12 @@ def tiny_text_backbone(lowercase=True, extra_word="paris"):
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", extra_word]
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=lowercase)
     preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
-    return text.TextBackbone(text.get_text_backbone_spec("minilm_l6"), "test", None, preprocessor)
+    spec = backbones.get_text_backbone_spec("minilm_l6")
+    return backbones.TextBackbone(spec, "test", None, preprocessor)
 
 
 def test_text_and_token_keys_cover_texts_tags_and_the_tokenizer():
-    config = RunConfig(task="text").resolved()
+    config = tasks.resolve(RunConfig(task="text"))
     texts = LabelledData(("a", "b"), {"train": Split(("the cat", "paris"), (0, 1)),
                                        "val": Split(("a cat",), (0,))})
     sentences = TokenData(("O", "B-loc", "I-loc"), {
@@ -317,13 +324,13 @@ def test_a_second_run_with_another_learning_rate_loads_the_first_runs_features(
     )
     assert calls["extract"] == 2  # The backbone did not run again.
     out = capsys.readouterr().out
-    assert f"Loaded train features from the feature cache {weights.cache_dir()}" in out
+    assert f"Loaded train features from the feature cache {files.cache_dir()}" in out
     assert "Loaded val features from the feature cache" in out
     assert [s.name for s in result.stages] == ["head"] and result.saved_model.is_dir()
 
 
 def feature_entries():
-    folder = weights.cache_dir() / "features"
+    folder = files.cache_dir() / "features"
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 

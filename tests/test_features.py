@@ -5,18 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfx_transfer import backbones, features, stages
+from conftest import lite0_classifier
+from tfx_transfer import features, stages
 from tfx_transfer.config import ModelConfig, StageConfig
-from tfx_transfer.tasks import images
 
 SIZE = 64
 
 
 def classifier(hidden_units=0, dropout=0.0):
-    spec = backbones.get_backbone_spec("efficientnet_lite0")
-    backbone = backbones.build_backbone(spec, backbones.resolve_weights(spec, "imagenet"), SIZE)
     config = ModelConfig(dropout=dropout, hidden_units=hidden_units)
-    return spec, backbone, images.build_image_classifier(spec, backbone, 3, config, SIZE)
+    return lite0_classifier(size=SIZE, model_config=config)
 
 
 def data(n=24, seed=0):
@@ -28,7 +26,7 @@ def data(n=24, seed=0):
 
 @pytest.mark.parametrize("hidden_units", [0, 16])
 def test_split_classifier_computes_the_same_function(hidden_units):
-    _, _, model = classifier(hidden_units)
+    model = classifier(hidden_units).model
     extractor, head = features.split_classifier(model)
     x, _ = data(4)
     np.testing.assert_allclose(head(extractor(x)), model(x), atol=1e-6)
@@ -48,18 +46,19 @@ def test_cached_and_plain_head_stages_train_the_same_head(tmp_path):
     predictions = []
     for views in (0, 1):
         keras.utils.set_random_seed(0)
-        spec, backbone, model = classifier()
+        model = classifier()
+        caching = features.Caching(views=views, batch_size=len(x)) if views else None
         (result,) = stages.run_stages(
-            model, backbone, spec.unfreeze_groups, head_stage, train, val,
-            tmp_path / f"views{views}", verbose=0, feature_views=views, batch_size=len(x),
+            model, head_stage, train, val, tmp_path / f"views{views}",
+            objective=stages.Objective(), caching=caching, verbose=0,
         )
         assert result.trainable_weights == 2 and result.epochs_run == 3
-        predictions.append(model.predict(vx, verbose=0))
+        predictions.append(model.model.predict(vx, verbose=0))
     np.testing.assert_allclose(predictions[0], predictions[1], atol=1e-5)
 
 
 def test_extract_stores_one_row_per_example_and_view():
-    _, _, model = classifier()
+    model = classifier().model
     extractor, _ = features.split_classifier(model)
     x, y = data(10)
     weights = np.linspace(0, 1, 10).astype("float32")

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfx_transfer import export, precision, train
+from tfx_transfer import export, precision, tasks, train
 from tfx_transfer.config import DataConfig, RunConfig, StageConfig
 from tfx_transfer.config import ModelConfig
-from tfx_transfer.tasks import images, text
+from tfx_transfer.tasks import get_task
+
+images, text = get_task("images"), get_task("text")
 
 SIZE = 64
 
@@ -30,9 +32,9 @@ def test_unknown_setting_is_refused_by_name():
 
 
 def image_classifier():
-    config = RunConfig(data=DataConfig(image_size=SIZE)).resolved()
-    prepared = images.prepare_backbone(config)
-    return images.build_classifier(prepared, 3, ModelConfig())
+    config = tasks.resolve(RunConfig(data=DataConfig(image_size=SIZE)))
+    classifier = images.build_classifier(images.prepare_backbone(config), 3, ModelConfig())
+    return classifier.model, classifier.backbone
 
 
 def test_bfloat16_classifier_computes_in_bfloat16_and_answers_in_float32():
@@ -52,10 +54,11 @@ def test_bfloat16_classifier_computes_in_bfloat16_and_answers_in_float32():
 
 
 def test_text_encoder_is_built_under_the_policy():
-    config = RunConfig(task="text", data=DataConfig(sequence_length=16)).resolved()
+    config = tasks.resolve(RunConfig(task="text", data=DataConfig(sequence_length=16)))
     with precision.dtype_policy("float16"):
         prepared = text.prepare_backbone(config)
-        model, encoder = text.build_classifier(prepared, 2, config.model)
+        classifier = text.build_classifier(prepared, 2, config.model)
+    model, encoder = classifier.model, classifier.backbone
     assert encoder.compute_dtype == "float16"
     out = model(prepared.preprocessor(tf.constant(["a short one", "another text"])))
     assert out.dtype == "float32" and np.isfinite(out).all()

@@ -3,21 +3,17 @@ import keras
 import pytest
 import tensorflow as tf
 
+import conftest
 from tfx_transfer import backbones, stages
-from tfx_transfer.config import ModelConfig, StageConfig
-from tfx_transfer.tasks import images
+from tfx_transfer.config import StageConfig
 
 SIZE = 64
+OBJECTIVE = stages.Objective()
 
 
 def lite0_classifier(num_classes=3):
-    # Real weights: with random ones the activations saturate ReLU6 and no
-    # gradient reaches the backbone.
-    spec = backbones.get_backbone_spec("efficientnet_lite0")
-    weights = backbones.resolve_weights(spec, "imagenet")
-    backbone = backbones.build_backbone(spec, weights, SIZE)
-    model = images.build_image_classifier(spec, backbone, num_classes, ModelConfig(), SIZE)
-    return spec, backbone, model
+    classifier = conftest.lite0_classifier(num_classes, SIZE)
+    return classifier, classifier.backbone, classifier.model
 
 
 def batch(n=8, num_classes=3, seed=0):
@@ -28,10 +24,10 @@ def batch(n=8, num_classes=3, seed=0):
 
 
 def test_trainable_weight_counts_per_stage():
-    spec, backbone, model = lite0_classifier()
+    classifier, backbone, model = lite0_classifier()
     counts = {}
     for unfreeze in (0, 1, 2, 3):
-        stages.set_trainable_blocks(backbone, spec.unfreeze_groups, unfreeze)
+        stages.set_trainable_blocks(backbone, classifier.unfreeze_groups, unfreeze)
         counts[unfreeze] = len(model.trainable_weights)
     # Head: Dense kernel + bias. "top": the 1x1 head conv (no bias; its BN
     # stays frozen). Each MBConv block: expand, depthwise, project kernels.
@@ -45,8 +41,8 @@ def test_trainable_weight_counts_per_stage():
 
 
 def test_stage_two_step_leaves_batchnorm_statistics_alone():
-    spec, backbone, model = lite0_classifier()
-    stages.set_trainable_blocks(backbone, spec.unfreeze_groups, 3)
+    classifier, backbone, model = lite0_classifier()
+    stages.set_trainable_blocks(backbone, classifier.unfreeze_groups, 3)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
     bn_layers = [l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
     before = {l.name: [w.numpy().copy() for w in l.weights] for l in bn_layers}
@@ -63,9 +59,9 @@ def test_stage_two_step_leaves_batchnorm_statistics_alone():
 
 
 def test_too_many_blocks_is_an_error():
-    spec, backbone, _ = lite0_classifier()
+    classifier, backbone, _ = lite0_classifier()
     with pytest.raises(ValueError, match="Received: unfreeze=99"):
-        stages.set_trainable_blocks(backbone, spec.unfreeze_groups, 99)
+        stages.set_trainable_blocks(backbone, classifier.unfreeze_groups, 99)
 
 
 @pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
@@ -81,36 +77,41 @@ def test_every_weighted_backbone_layer_is_in_exactly_one_group(name):
 
 
 def test_a_stage_that_does_not_improve_is_discarded_and_resume_skips_done_stages(tmp_path):
-    spec, backbone, model = lite0_classifier()
-    x, y = batch(16)
+    classifier, _, model = lite0_classifier()
+    # Every label is class 0: the head reaches validation accuracy 1.0,
+    # which no later stage can beat, so the fine-tuning stage must be
+    # discarded however its epoch goes.
+    x, _ = batch(16)
+    y = keras.utils.to_categorical(np.zeros(16), 3)
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    # Validation labels the head cannot learn from the training labels.
-    val = tf.data.Dataset.from_tensor_slices(batch(16, seed=1)).batch(8)
-    head = StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=1)
-    # A huge learning rate wrecks the unfrozen blocks: no improvement.
-    wreck = StageConfig(name="wreck", unfreeze=3, learning_rate=50.0, epochs=1, patience=1)
+    val = tf.data.Dataset.from_tensor_slices((x[:8], y[:8])).batch(8)
+    head = StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=3, patience=3)
+    fine_tune = StageConfig(name="fine_tune", unfreeze=3, learning_rate=1e-3, epochs=1)
 
-    first = stages.run_stages(
-        model, backbone, spec.unfreeze_groups, [head], train, val, tmp_path, verbose=0,
-        class_weight={0: 1.0, 1: 2.0, 2: 0.5},
-    )
+    objective = stages.Objective(class_weight={0: 1.0, 1: 2.0, 2: 0.5})
+    first = stages.run_stages(classifier, [head], train, val, tmp_path, objective=objective,
+                              verbose=0)
+    assert first[0].kept and first[0].val_accuracy == 1.0
     kept = [w.numpy().copy() for w in model.weights]
-    assert first[0].kept and (tmp_path / "stages.json").is_file()
+    assert (tmp_path / "stages.json").is_file()
     assert (tmp_path / "logs" / "head.csv").is_file()
     assert (tmp_path / "checkpoints" / "head.weights.h5").is_file()
 
     # A fresh model resumes: "head" is not run again, its weights are loaded.
-    spec, backbone, model = lite0_classifier()
-    results = stages.run_stages(
-        model, backbone, spec.unfreeze_groups, [head, wreck], train, val, tmp_path, verbose=0
+    classifier, _, model = lite0_classifier()
+    trained = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_end=lambda logs: trained.append([w.numpy().copy() for w in model.weights])
     )
+    results = stages.run_stages(classifier, [head, fine_tune], train, val, tmp_path,
+                                objective=OBJECTIVE, callbacks=[record], verbose=0)
     assert results[0] == first[0]
-    if results[1].val_accuracy <= first[0].val_accuracy:
-        assert not results[1].kept
-        for old, new in zip(kept, model.weights):
-            np.testing.assert_array_equal(old, new.numpy())
-    else:
-        assert results[1].kept
+    assert len(trained) == 1  # Only the fine-tuning stage trained.
+    assert not results[1].kept and results[1].epochs_run == 1
+    # It did change the weights, and they were put back.
+    assert any(not np.array_equal(a, b) for a, b in zip(kept, trained[0]))
+    for old, new in zip(kept, model.weights):
+        np.testing.assert_array_equal(old, new.numpy())
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -126,28 +127,33 @@ class Interrupt(keras.callbacks.Callback):
 
 
 def test_interrupted_stage_resumes_from_its_last_epoch(tmp_path):
-    spec, backbone, model = lite0_classifier()
+    classifier, _, model = lite0_classifier()
     train = tf.data.Dataset.from_tensor_slices(batch(16)).batch(8)
     val = tf.data.Dataset.from_tensor_slices(batch(8, seed=1)).batch(8)
     head = StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=3, patience=5)
     with pytest.raises(KeyboardInterrupt):
-        stages.run_stages(
-            model, backbone, spec.unfreeze_groups, [head], train, val, tmp_path,
-            verbose=0, callbacks=[Interrupt(epoch=1)],
-        )
+        stages.run_stages(classifier, [head], train, val, tmp_path, objective=OBJECTIVE,
+                          callbacks=[Interrupt(epoch=1)], verbose=0)
     assert not (tmp_path / "stages.json").exists()
     interrupted = [w.numpy().copy() for w in model.trainable_weights]
 
-    spec, backbone, model = lite0_classifier()
+    classifier, _, model = lite0_classifier()
     seen = []
     record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
-    (result,) = stages.run_stages(
-        model, backbone, spec.unfreeze_groups, [head], train, val, tmp_path,
-        verbose=0, callbacks=[record],
-    )
+    (result,) = stages.run_stages(classifier, [head], train, val, tmp_path,
+                                  objective=OBJECTIVE, callbacks=[record], verbose=0)
     # Epochs 0 and 1 were done before the interruption; only epoch 2 runs.
     assert seen == [2]
     assert result.kept and (tmp_path / "stages.json").is_file()
     assert not np.allclose(interrupted[0], model.trainable_weights[0].numpy())
     csv_rows = (tmp_path / "logs" / "head.csv").read_text().strip().splitlines()
     assert len(csv_rows) == 1 + 3  # header, then every epoch across both runs
+
+
+def test_plan_names_the_backbones_own_normalization():
+    classifier, _, _ = lite0_classifier()
+    plan = [StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=1),
+            StageConfig(name="fine_tune", unfreeze=2, learning_rate=1e-4, epochs=1)]
+    text = stages.describe_plan(plan, classifier)
+    assert "top 2 backbone block(s) [top, block15]" in text
+    assert "BatchNorm layers stay frozen" in text and "LayerNorm" not in text

@@ -1,6 +1,7 @@
 """The text task on the real MiniLM encoder: export, serving, stages."""
 
 import csv
+import json
 import random
 
 import keras
@@ -8,13 +9,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import harness
 from conftest import serve_in_fresh_process
-from tfx_transfer import export, stages
+from tfx_transfer import export, features, stages, tasks
 from tfx_transfer.backbones import WeightsUnavailableError
 from tfx_transfer.config import DataConfig, ModelConfig, RunConfig, StageConfig
 from tfx_transfer.data import bundled, conll
 from tfx_transfer.predict import Predictor
-from tfx_transfer.tasks import text
+from tfx_transfer.tasks import get_task
+
+text = get_task("text")
 
 CLASSES = ["billing", "delivery", "praise"]
 TEXTS = [
@@ -28,20 +32,20 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def prepared():
-    config = RunConfig(task="text", data=DataConfig(sequence_length=32)).resolved()
+    config = tasks.resolve(RunConfig(task="text", data=DataConfig(sequence_length=32)))
     return text.prepare_backbone(config)
 
 
 @pytest.fixture(scope="module")
 def exported(prepared, tmp_path_factory):
     keras.utils.set_random_seed(0)
-    model, _ = text.build_classifier(prepared, len(CLASSES), RunConfig().model)
+    classifier = text.build_classifier(prepared, len(CLASSES), RunConfig().model)
     run_dir = tmp_path_factory.mktemp("text_run")
     export.export_run(
-        model, text.serving_fn(model, CLASSES, prepared), CLASSES, run_dir,
-        track=text.export_objects(prepared),
+        classifier.model, text.serving_fn(classifier, CLASSES), CLASSES, run_dir,
+        track=text.export_objects(classifier),
     )
-    return model, run_dir
+    return classifier.model, run_dir
 
 
 def test_unfreeze_groups_cover_every_encoder_layer_once(prepared):
@@ -53,8 +57,18 @@ def test_unfreeze_groups_cover_every_encoder_layer_once(prepared):
         assert sum(stages.in_group(layer.name, g) for g in groups) == 1, layer.name
 
 
+def test_plan_names_layernorm_not_batchnorm(prepared):
+    classifier = text.build_classifier(prepared, 3, RunConfig().model)
+    plan = text.defaults.stages
+    described = stages.describe_plan(plan, classifier)
+    assert "LayerNorm layers train with their block" in described
+    assert "BatchNorm" not in described
+    assert "[transformer_layer_5, transformer_layer_4]" in described
+
+
 def test_trainable_weights_per_stage(prepared):
-    model, encoder = text.build_classifier(prepared, 3, RunConfig().model)
+    classifier = text.build_classifier(prepared, 3, RunConfig().model)
+    model, encoder = classifier.model, classifier.backbone
     counts = []
     for unfreeze in (0, 1, 2):
         stages.set_trainable_blocks(encoder, prepared.unfreeze_groups, unfreeze)
@@ -85,7 +99,7 @@ def test_offline_preset_download_fails_clearly(monkeypatch, tmp_path):
     # on a machine that has a network.
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kaggle"))
     monkeypatch.setenv("KAGGLE_API_ENDPOINT", "http://127.0.0.1:9")
-    config = RunConfig(task="text", model=ModelConfig(backbone="bert_tiny_en_uncased")).resolved()
+    config = tasks.resolve(RunConfig(task="text", model=ModelConfig(backbone="bert_tiny_en_uncased")))
     with pytest.raises(WeightsUnavailableError) as error:
         text.prepare_backbone(config)
     assert "--weights" in str(error.value) and "minilm_l6" in str(error.value)
@@ -136,20 +150,58 @@ def test_fine_tuning_beats_the_frozen_encoder_on_a_small_real_split(prepared, tm
             path=paths["train"], val_path=paths["val"], test_path=paths["test"],
             sequence_length=32, seed=1,
         ),
-    ).resolved()
+    )
+    config = tasks.resolve(config)
     data = text.read_data(config.data)
-    train, val, _ = text.make_datasets(data, config, prepared)
+    datasets = text.make_datasets(data, config, prepared)
     keras.utils.set_random_seed(1)
-    model, encoder = text.build_classifier(prepared, 2, config.model)
+    classifier = text.build_classifier(prepared, 2, config.model)
     plan = [
         StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=30, patience=5),
         StageConfig(name="fine_tune", unfreeze=3, learning_rate=1e-4, epochs=3, patience=2,
                     optimizer="adamw"),
     ]
     head, fine_tune = stages.run_stages(
-        model, encoder, prepared.unfreeze_groups, plan, train, val, tmp_path / "run",
-        verbose=0, feature_views=1, seed=1, **text.objective(config.model),
+        classifier, plan, datasets.train, datasets.val, tmp_path / "run",
+        objective=text.objective(config, data), caching=features.Caching(seed=1), verbose=0,
     )
     print(f"head {head.val_accuracy:.3f} -> fine_tune {fine_tune.val_accuracy:.3f}")
     assert fine_tune.kept, (head.val_accuracy, fine_tune.val_accuracy)
     assert fine_tune.val_accuracy >= head.val_accuracy + 0.03, (head, fine_tune)
+
+
+TEMPLATES = {
+    "billing": ["I was charged twice for order {}", "refund the extra fee on invoice {}",
+                "my card was billed {} times"],
+    "delivery": ["parcel {} never arrived", "the courier lost package {}",
+                 "delivery {} is late again"],
+    "praise": ["great service, thank you {}", "lovely staff, five stars {}",
+               "really happy with purchase {}"],
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("text")
+    path = folder / "tickets.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for label, templates in TEMPLATES.items():
+            writer.writerows([template.format(n), label] for template in templates
+                             for n in range(4))
+    data = DataConfig(path=str(path), sequence_length=16, batch_size=8,
+                      val_fraction=0.25, test_fraction=0.25)
+    plan = (StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=15),
+            StageConfig(name="fine_tune", unfreeze=1, learning_rate=5e-5, epochs=1,
+                        optimizer="adamw"))
+    return harness.train_tiny("text", folder / "runs", data, stages=plan)
+
+
+@pytest.mark.slow
+def test_text_task_passes_the_harness(finished_run, capsys):
+    served = harness.check_task_run(finished_run, TEXTS, capsys)
+    assert served["probabilities"].shape == (len(TEXTS), 3)
+    assert finished_run.metrics["accuracy"] >= 0.8, finished_run.report
+    report = json.loads((finished_run.run_dir / "data_report.json").read_text())
+    assert report["totals"] == {"train": 18, "val": 9, "test": 9}

@@ -10,8 +10,9 @@ import keras_hub
 import numpy as np
 import pytest
 
-from tfx_transfer import text_weights
-from tfx_transfer.weights import WeightsIntegrityError, sha256_file
+from tfx_transfer.backbones import minilm as text_weights
+from tfx_transfer.backbones.weights import WeightsIntegrityError
+from tfx_transfer.files import sha256_file
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,13 @@
 
 import json
 
-import keras
 import pytest
 from click.testing import CliRunner
 
-from conftest import serve_in_fresh_process
-from tfx_transfer import cli, train
-from tfx_transfer.config import DataConfig, RunConfig, StageConfig, load_config
-from tfx_transfer.tasks import tokens
+import harness
+from tfx_transfer import cli, entity_metrics
+from tfx_transfer.config import DataConfig, StageConfig, load_config
+from tfx_transfer.tasks import get_task
 
 PEOPLE = ["Alice", "Bob Marley", "Angela Merkel", "Barack Obama", "Zoë Tokenization"]
 PLACES = ["Paris", "New York", "Berlin", "Kuala Lumpur", "Reykjavík"]
@@ -32,46 +31,49 @@ def write_conll(path, repeats=6):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ner")
-    config = RunConfig(
-        task="tokens",
-        output_dir=str(folder / "runs"),
-        run_name="ner",
-        data=DataConfig(path=str(write_conll(folder / "train.conll")), sequence_length=16,
-                        batch_size=8, val_fraction=0.2, test_fraction=0.2),
-        stages=(
-            StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=3),
-            StageConfig(name="fine_tune", unfreeze=1, learning_rate=1e-4, epochs=1,
-                        optimizer="adamw"),
-        ),
+    data = DataConfig(path=str(write_conll(folder / "train.conll")), sequence_length=16,
+                      batch_size=8, val_fraction=0.2, test_fraction=0.2)
+    plan = (
+        StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=3),
+        StageConfig(name="fine_tune", unfreeze=1, learning_rate=1e-4, epochs=1,
+                    optimizer="adamw"),
     )
-    return train.run(config, verbose=0)
+    return harness.train_tiny("tokens", folder / "runs", data, stages=plan)
 
 
-def test_run_reports_entity_metrics(finished_run):
+@pytest.mark.slow
+def test_tokens_task_passes_the_harness(finished_run, capsys):
+    # Longer than the 16-piece sequence: the graph must cut it into chunks.
+    sentences = [SENTENCE, "Alice flew to Berlin today !", "hello"]
+    served = harness.check_task_run(finished_run, sentences, capsys)
+    words = [[w.decode() for w in row[:n]] for row, n in zip(served["words"], served["num_words"])]
+    assert words == [s.split() for s in sentences]
+
+
+def test_the_tagger_finds_entities_and_beats_the_all_o_baseline(finished_run):
     metrics = json.loads((finished_run.run_dir / "metrics.json").read_text())
     assert set(metrics["entity_types"]) == {"person", "loc"}
-    assert 0.0 <= metrics["micro"]["f1"] <= 1.0
-    assert metrics["token_accuracy"] > 0.5
+    # A tagger that says "O" everywhere finds no entity (F1 0) and gets the
+    # share of "O" words right; the trained one must do clearly better.
+    config = load_config(finished_run.run_dir / "config.yaml")
+    data = get_task("tokens").read_data(config.data)
+    tags = [tag for sentence in data.splits["test"] for tag in sentence.tags]
+    all_o = tags.count("O") / len(tags)
+    assert metrics["token_accuracy"] > all_o + 0.2, (metrics["token_accuracy"], all_o)
+    assert metrics["micro"]["f1"] > 0.5, metrics["micro"]
+    per_type = metrics["entity_types"]
+    assert per_type["person"]["f1"] > 0.5 and per_type["loc"]["f1"] > 0.5, per_type
     assert "Test entity micro F1" in finished_run.report
     assert "person" in (finished_run.run_dir / "report.txt").read_text()
 
 
-def test_saved_model_in_fresh_process_gives_in_process_tags(finished_run):
-    # Longer than the 16-piece sequence: the graph must cut it into chunks.
-    sentences = [SENTENCE, "Alice flew to Berlin today !", "hello"]
-    out = serve_in_fresh_process(finished_run.saved_model, text_ops=True, text=sentences)
-    served = {
-        key: [[piece.decode() for piece in row[:n]] for row, n in zip(out[key], out["num_words"])]
-        for key in ("words", "tags")
-    }
-    assert served["words"] == [s.split() for s in sentences]
-
-    model = keras.saving.load_model(finished_run.run_dir / "model.keras")
-    config = load_config(finished_run.run_dir / "config.yaml")
-    prepared = tokens.prepare_backbone(config)
-    tag_names = (finished_run.run_dir / "labels.txt").read_text().splitlines()
-    expected = tokens.predict_tags(model, prepared, [s.split() for s in sentences], tag_names)
-    assert served["tags"] == expected
+def test_data_report_counts_chunks_and_what_it_cuts(finished_run):
+    report = json.loads((finished_run.run_dir / "data_report.json").read_text())
+    cut = report["tokenization"]
+    # Every sentence of the test file fits 16 pieces: one chunk each, nothing cut.
+    assert cut["chunks"]["test"] == report["sentences"]["test"]
+    assert cut["truncated_words"] == {"train": 0, "val": 0, "test": 0}
+    assert report["num_skipped"] == 0 and report["skipped"] == []
 
 
 def test_predict_command_prints_entities(finished_run):
@@ -81,7 +83,7 @@ def test_predict_command_prints_entities(finished_run):
 
 
 def test_entity_spans_group_bio_tags():
-    spans = tokens.entity_spans(
+    spans = entity_metrics.entity_spans(
         ["Barack", "Obama", "visited", "New", "York", "and", "Paris", "Rome"],
         ["B-person", "I-person", "O", "B-loc", "I-loc", "O", "B-loc", "B-loc"],
         [0.9, 0.7, 1.0, 0.6, 0.8, 1.0, 0.5, 0.4],
@@ -91,4 +93,4 @@ def test_entity_spans_group_bio_tags():
     ]
     assert spans[0][2] == pytest.approx(0.8)
     # A stray I- after O starts an entity, as conlleval reads it.
-    assert tokens.entity_spans(["x", "y"], ["O", "I-loc"], [1.0, 1.0]) == [("y", "loc", 1.0)]
+    assert entity_metrics.entity_spans(["x", "y"], ["O", "I-loc"], [1.0, 1.0]) == [("y", "loc", 1.0)]

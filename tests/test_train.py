@@ -8,57 +8,45 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from tfx_transfer import cli, train
-from tfx_transfer.config import DataConfig, RunConfig, StageConfig
+import harness
+from tfx_transfer import cli
+from tfx_transfer.config import DataConfig
 
 SIZE = 64
 
 
 @pytest.fixture(scope="module")
 def finished_run(colour_folder, tmp_path_factory):
-    config = RunConfig(
-        output_dir=str(tmp_path_factory.mktemp("runs")),
-        run_name="colours",
-        data=DataConfig(path=str(colour_folder), image_size=SIZE, batch_size=8,
-                        val_fraction=0.25, test_fraction=0.25),
-        stages=(
-            StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=3),
-            StageConfig(name="fine_tune", unfreeze=1, learning_rate=1e-4, epochs=1),
-        ),
-    )
-    return train.run(config, verbose=0)
+    data = DataConfig(path=str(colour_folder), image_size=SIZE, batch_size=8,
+                      val_fraction=0.25, test_fraction=0.25)
+    return harness.train_tiny("images", tmp_path_factory.mktemp("runs"), data)
 
 
-def test_run_writes_everything_a_user_needs(finished_run):
-    run_dir = finished_run.run_dir
-    for name in ("config.yaml", "data_report.json", "metrics.json", "report.txt",
-                 "confusion_matrix.png", "training_curves.png", "labels.txt",
-                 "model.keras", "saved_model/saved_model.pb", "stages.json",
-                 "logs/head.csv", "checkpoints/head.weights.h5"):
-        assert (run_dir / name).exists(), name
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+@pytest.mark.slow
+def test_images_task_passes_the_harness(finished_run, colour_folder, capsys):
+    images = [path.read_bytes() for path in sorted(colour_folder.glob("*/000.png"))]
+    served = harness.check_task_run(finished_run, images, capsys)
+    assert [label.decode() for label in served["label"]] == ["blue", "green", "red"]
+    assert (finished_run.run_dir / "confusion_matrix.png").is_file()
+    metrics = json.loads((finished_run.run_dir / "metrics.json").read_text())
     assert metrics["num_examples"] == 9
     # Solid colours are trivially separable with ImageNet features.
     assert metrics["accuracy"] >= 0.8
-    assert [s["name"] for s in metrics["stages"]] == ["head", "fine_tune"]
     assert "Test accuracy" in finished_run.report
-    assert (run_dir / "report.txt").read_text() == finished_run.report
-
-
-def test_resume_of_a_finished_run_trains_nothing_and_reproduces_it(finished_run, capsys):
-    again = train.run(run_dir=finished_run.run_dir, verbose=0)
-    assert "already finished" in capsys.readouterr().out
-    assert again.metrics["accuracy"] == finished_run.metrics["accuracy"]
-    assert again.stages == finished_run.stages
 
 
 def test_predict_command_prints_top_labels(finished_run, colour_folder):
-    image = sorted((colour_folder / "green").iterdir())[0]
-    result = CliRunner().invoke(cli.main, ["predict", str(finished_run.run_dir), str(image), "--top-k", "2"])
+    images = [sorted((colour_folder / name).iterdir())[0] for name in ("green", "red")]
+    result = CliRunner().invoke(
+        cli.main, ["predict", str(finished_run.run_dir), *map(str, images), "--top-k", "2"]
+    )
     assert result.exit_code == 0, result.output
-    line = result.output.strip().splitlines()[-1]
-    assert line.startswith(f"{image}: ")
-    assert len(line.split("(")) == 3
+    lines = result.output.strip().splitlines()[-2:]
+    for image, line, colour in zip(images, lines, ("green", "red")):
+        name, _, top = line.partition(": ")
+        assert name == str(image)
+        labels = [pair.split(" (")[0] for pair in top.split(", ")]
+        assert labels[0] == colour and len(labels) == 2, line
 
 
 def test_predict_names_a_file_that_is_not_an_image(finished_run, tmp_path):

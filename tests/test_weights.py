@@ -10,7 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from tfx_transfer import torch_state_dict, weights
+from tfx_transfer import files
+from tfx_transfer.backbones import torch_state_dict, weights
 
 _MAGIC = 0x1950A86A20F9469CFC6C
 _SYS_INFO = {
@@ -115,10 +116,10 @@ def _write_legacy_torch_file(path, state, header=(_MAGIC, 1001, _SYS_INFO)):
 
 def test_cache_dir_follows_env_and_creates_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("TFX_TRANSFER_HOME", str(tmp_path / "home"))
-    assert weights.cache_dir() == tmp_path / "home"
+    assert files.cache_dir() == tmp_path / "home"
     monkeypatch.delenv("TFX_TRANSFER_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert weights.cache_dir() == tmp_path / ".cache" / "tfx_transfer"
+    assert files.cache_dir() == tmp_path / ".cache" / "tfx_transfer"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -126,7 +127,7 @@ def test_sha256_file_streams_large_files(tmp_path):
     data = np.random.default_rng(0).bytes(3 * (1 << 20) + 17)
     path = tmp_path / "blob"
     path.write_bytes(data)
-    assert weights.sha256_file(path) == hashlib.sha256(data).hexdigest()
+    assert files.sha256_file(path) == hashlib.sha256(data).hexdigest()
 
 
 def test_verify_sha256_names_path_and_both_hashes(tmp_path):
@@ -152,7 +153,7 @@ def test_verify_sha256_missing_file(tmp_path):
 def test_pinned_checkpoint_is_found_and_verified():
     path = weights.efficientnet_lite0_pth_path()
     assert path.name == "efficientnet-lite0-57934424.pth"
-    assert weights.sha256_file(path) == weights.EFFICIENTNET_LITE0_PTH_SHA256
+    assert files.sha256_file(path) == weights.EFFICIENTNET_LITE0_PTH_SHA256
 
 
 # === The legacy torch reader ===
@@ -322,7 +323,7 @@ def test_cached_file_builds_once_with_sidecar(home):
     assert path == again == home / "weights" / "model.weights.h5"
     assert build.calls == 1
     sidecar = home / "weights" / "model.weights.h5.sha256"
-    assert sidecar.read_text().strip() == weights.sha256_file(path)
+    assert sidecar.read_text().strip() == files.sha256_file(path)
     # Only the file and its sidecar: no temporary files left behind.
     assert sorted(p.name for p in (home / "weights").iterdir()) == [
         "model.weights.h5",
@@ -332,11 +333,11 @@ def test_cached_file_builds_once_with_sidecar(home):
 
 def test_cached_file_refuses_tampered_file(home):
     path = weights.cached_file("model.weights.h5", _Builder())
-    expected = weights.sha256_file(path)
+    expected = files.sha256_file(path)
     data = bytearray(path.read_bytes())
     data[3] ^= 0x01
     path.write_bytes(bytes(data))
-    actual = weights.sha256_file(path)
+    actual = files.sha256_file(path)
 
     with pytest.raises(weights.WeightsIntegrityError) as info:
         weights.cached_file("model.weights.h5", _Builder())

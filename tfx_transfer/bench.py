@@ -97,11 +97,11 @@ def head_stage(task="images", per_class=30, epochs=10, image_size=None, sequence
             classifier, plan, train, val, tempfile.mkdtemp(),
             objective=task_object.objective(config, data), caching=caching, verbose=0,
         )
-        return time.perf_counter() - started, result.val_accuracy
+        return time.perf_counter() - started, result.val_accuracy, result.epochs_run
 
     floor = min(one_pass() for _ in range(repeats))
-    plain, plain_accuracy = head(0)
-    cached, cached_accuracy = min(head(1) for _ in range(repeats))
+    plain, plain_accuracy, plain_epochs = head(0)
+    cached, cached_accuracy, cached_epochs = min(head(1) for _ in range(repeats))
     return {
         "benchmark": "head_stage",
         "task": task,
@@ -117,6 +117,9 @@ def head_stage(task="images", per_class=30, epochs=10, image_size=None, sequence
         "cached_over_one_pass": cached / floor,
         "plain_val_accuracy": plain_accuracy,
         "cached_val_accuracy": cached_accuracy,
+        "plain_epochs_run": plain_epochs,
+        "cached_epochs_run": cached_epochs,
+        "num_classes": data.num_classes,
     }
 
 
@@ -288,7 +291,7 @@ def precision_and_xla(task="images", batch_size=16, repeats=3, image_size=None,
                 ("mixed_bfloat16", "bfloat16", False), ("float32_xla", "off", True))
     result = {"benchmark": "precision_and_xla", "task": task,
               "backbone": config.model.backbone, "batch_size": batch_size}
-    inputs = None
+    inputs = reference = None
     for name, mixed, jit_compile in settings:
         with precision.dtype_policy(mixed):
             prepared = task_object.prepare_backbone(config)
@@ -298,7 +301,13 @@ def precision_and_xla(task="images", batch_size=16, repeats=3, image_size=None,
             inputs = next(iter(val))[0]
         forward = tf.function(lambda x, model=model: model(x, training=False),
                               jit_compile=jit_compile)
-        forward(inputs)
+        if reference is None:
+            initial = model.get_weights()
+        else:
+            model.set_weights(initial)  # The same weights: outputs comparable.
+        outputs = np.asarray(forward(inputs), np.float32)
+        reference = outputs if reference is None else reference
+        result[f"{name}_max_abs_diff"] = float(np.max(np.abs(outputs - reference)))
         started = time.perf_counter()
         for _ in range(repeats):
             np.asarray(forward(inputs))

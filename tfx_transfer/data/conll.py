@@ -286,7 +286,8 @@ def _read_sentences(path, scheme, skipped=None):
     if first is not None and not bad:
         raw.append((first, words, tags))
     if not raw:
-        raise ValueError(f"CoNLL file {path} holds no usable tokens.")
+        left = f" once {len(skipped)} bad sentence(s) are skipped" if skipped else ""
+        raise ValueError(f"CoNLL file {path} holds no tokens{left}.")
     if scheme == "auto":
         scheme = tag_schemes.detect_scheme(tags for _, _, tags in raw)
     sentences = []
