@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_transfer import export
+from tfx_transfer.entity_metrics import entity_spans
 
 
 class Predictor:
@@ -47,8 +48,6 @@ class Predictor:
         Returns:
             A list of (entity text, entity type, mean tag probability).
         """
-        from tfx_transfer.tasks.tokens import entity_spans
-
         out = self._serve(**{self.input_name: tf.constant([sentence])})
         count = int(out["num_words"][0])
         words = [w.decode() for w in out["words"][0].numpy()[:count]]
