@@ -5,7 +5,7 @@ then a YAML or JSON file, then command-line overrides (`tfx_transfer.cli`),
 and written back as the run directory's `config.yaml`, so a run can be
 repeated or resumed from that file alone. Fields a task decides (backbone,
 fractions, sequence length, the stage plan) stay None until `resolved`
-fills them from that task's `TaskDefaults` (`tfx_transfer.tasks.defaults`).
+fills them from that task's defaults (`tfx_transfer.tasks.defaults`).
 Config objects are never mutated; derived configs are new objects.
 """
 
@@ -231,28 +231,6 @@ class StageConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TaskDefaults:
-    """What a task fills in where a `RunConfig` leaves None.
-
-    Args:
-        backbone: str. Default backbone name.
-        weights: str. Default weights setting ("imagenet", "pretrained").
-        val_fraction: float. Validation share when no split is given.
-        test_fraction: float. Test share when no split is given.
-        sequence_length: int or None. Wordpieces per example (text tasks).
-        stages: tuple of StageConfig. The staged plan: a head stage, then
-            fine-tuning stages.
-    """
-
-    backbone: str
-    weights: str
-    val_fraction: float
-    test_fraction: float
-    sequence_length: int | None
-    stages: tuple[StageConfig, ...]
-
-
-@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs.
 
@@ -322,7 +300,7 @@ class RunConfig:
         """Returns this config with every field it leaves None taken from `defaults`.
 
         Args:
-            defaults: TaskDefaults. The task's (`tfx_transfer.tasks.defaults`).
+            defaults: `tfx_transfer.tasks.defaults.TaskDefaults`. The task's.
 
         Returns:
             A new `RunConfig`.

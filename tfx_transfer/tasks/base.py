@@ -43,7 +43,7 @@ class Task(abc.ABC):
 
     Class attributes:
         name: str. What `--task` and `RunConfig.task` call it.
-        defaults: `tfx_transfer.config.TaskDefaults`. From
+        defaults: `tfx_transfer.tasks.defaults.TaskDefaults`. From
             `tfx_transfer.tasks.defaults`, which `--help` also reads.
         augments: bool. Whether the training stream is randomly augmented
             (then the feature cache stores several views).

@@ -7,7 +7,31 @@ else holds these numbers. They were chosen on the bundled demos, within a
 few minutes on 2 CPU cores.
 """
 
-from tfx_transfer.config import StageConfig, TaskDefaults
+import dataclasses
+
+from tfx_transfer.config import StageConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskDefaults:
+    """What a task fills in where a `RunConfig` leaves None.
+
+    Args:
+        backbone: str. Default backbone name.
+        weights: str. Default weights setting ("imagenet", "pretrained").
+        val_fraction: float. Validation share when no split is given.
+        test_fraction: float. Test share when no split is given.
+        sequence_length: int or None. Wordpieces per example (text tasks).
+        stages: tuple of StageConfig. The staged plan: a head stage, then
+            fine-tuning stages.
+    """
+
+    backbone: str
+    weights: str
+    val_fraction: float
+    test_fraction: float
+    sequence_length: int | None
+    stages: tuple[StageConfig, ...]
 
 IMAGES = TaskDefaults(
     backbone="efficientnet_lite0",
