@@ -100,3 +100,22 @@ def test_a_registered_tiny_backbone_trains_through_the_harness(colour_folder, tm
         assert result.metrics["accuracy"] >= 0.6, result.report
     finally:
         del backbones.BACKBONES["tiny_convnet"]
+
+
+def test_only_a_failure_to_reach_the_network_is_called_one():
+    import socket
+    import urllib.error
+
+    from tfx_transfer.backbones.registry import is_network_error
+
+    assert is_network_error(socket.gaierror(-2, "Name or service not known"))
+    assert is_network_error(urllib.error.URLError("refused"))
+    try:  # keras.utils.get_file wraps the URLError in a plain Exception.
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as cause:
+            raise Exception("URL fetch failure on https://x: None -- refused") from cause
+    except Exception as wrapped:
+        assert is_network_error(wrapped)
+    assert not is_network_error(ValueError("bad shape (3, 3) for kernel"))
+    assert not is_network_error(FileNotFoundError("no such file"))

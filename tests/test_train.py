@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import harness
-from tfx_transfer import cli
+from tfx_transfer import cli, startup
 from tfx_transfer.config import DataConfig
 
 SIZE = 64
@@ -77,11 +77,22 @@ def test_offline_imagenet_download_fails_clearly_before_reading_data(tmp_path):
     # The data folder is unusable (one class): the weights error must come first.
     (tmp_path / "data" / "only_class").mkdir(parents=True)
     env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras_home")}
+    # As a user runs it, with no logging setting of their own.
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     done = subprocess.run(
-        [sys.executable, "-m", "tfx_transfer.train", "--backbone", "resnet50",
-         "--data", str(tmp_path / "data"), "--output-dir", str(tmp_path / "runs")],
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "tfx_transfer.train",
+         "--backbone", "resnet50", "--data", str(tmp_path / "data"),
+         "--output-dir", str(tmp_path / "runs")],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert done.returncode != 0
+    assert "cannot reach the network" in done.stderr
     assert "--weights" in done.stderr and "efficientnet_lite0" in done.stderr
     assert not (tmp_path / "runs").exists()
+    # No double import of the entry point, and no CUDA probing on a machine
+    # without an NVIDIA device: the first line is the run's own error.
+    assert "found in sys.modules" not in done.stderr
+    if not startup.has_nvidia_device():
+        assert "cuda" not in done.stderr.lower(), done.stderr
+        assert done.stderr.lstrip().startswith("Usage") or done.stderr.lstrip().startswith(
+            "Error"), done.stderr[:300]
