@@ -43,6 +43,7 @@ __all__ = [
     "WeightsUnavailableError",
     "build_backbone",
     "get_backbone_spec",
+    "get_text_backbone_spec",
     "load_text_backbone",
     "prepare_image_backbone",
     "register_backbone",

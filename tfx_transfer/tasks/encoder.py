@@ -10,6 +10,7 @@ import tensorflow as tf
 from tfx_transfer import backbones
 from tfx_transfer.tasks.base import Task
 
+
 class EncoderTask(Task):
     """A task on a keras-hub BERT-family encoder that serves raw strings."""
 
