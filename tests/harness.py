@@ -22,7 +22,7 @@ from tfx_transfer import tasks, train
 from tfx_transfer.config import RunConfig, StageConfig, load_config
 
 SHORT_PLAN = (
-    StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=3),
+    StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=3, optimizer="lbfgs"),
     StageConfig(name="fine_tune", unfreeze=1, learning_rate=1e-4, epochs=1),
 )
 RUN_FILES = ("config.yaml", "data_report.json", "metrics.json", "report.txt",
@@ -53,6 +53,13 @@ def check_task_run(result, raw_inputs, capsys=None):
     task = tasks.get_task(config.task)
     assert [s["name"] for s in result.metrics["stages"]] == [s.name for s in config.stages]
     assert (run_dir / "report.txt").read_text() == result.report
+    # Every report compares against its task's cheap baseline, with intervals.
+    metrics = result.metrics
+    assert metrics["vs_baseline"]["verdict"] in ("beats", "does not beat", "is worse than")
+    low, high = metrics["vs_baseline"]["interval"]
+    assert low <= metrics["vs_baseline"]["gain"] <= high
+    assert "Baseline, " + metrics["baseline"]["name"] in result.report
+    assert "95% interval" in result.report
 
     # Save/load round trip, behind the task's own serving function.
     class_names = (run_dir / "labels.txt").read_text().splitlines()

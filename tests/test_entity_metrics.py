@@ -1,12 +1,12 @@
-"""Tests for tfx_transfer.entity_metrics on hand-checked examples."""
+"""Tests for tfx_transfer.evaluate.entities on hand-checked examples."""
 
 import json
 
 import pytest
 from seqeval.metrics import classification_report
 
-from tfx_transfer.entity_metrics import entity_report
-from tfx_transfer.entity_metrics import format_entity_report
+from tfx_transfer.evaluate.entities import entity_report
+from tfx_transfer.evaluate.entities import format_entity_report
 
 # Sentence 1: "Barack Obama" (PER) is predicted one word short, a boundary
 # error; "Paris" (LOC) is right. Sentence 2: "Acme Corp" (ORG) is predicted

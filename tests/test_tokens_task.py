@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 import harness
-from tfx_transfer import cli, entity_metrics
+from tfx_transfer import cli
+from tfx_transfer.evaluate import entities as entity_metrics
 from tfx_transfer.config import DataConfig, StageConfig, load_config
 from tfx_transfer.tasks import get_task
 

@@ -17,6 +17,8 @@ import yaml
 
 # `RunConfig.mixed_precision` values; `tfx_transfer.precision` maps them to policies.
 MIXED_PRECISION = ("off", "float16", "bfloat16")
+# `StageConfig.optimizer` values; `tfx_transfer.stages` builds them.
+OPTIMIZERS = ("adam", "adamw", "lbfgs")
 
 
 def check_fractions(val_fraction, test_fraction, allow_empty=False, prefix=""):
@@ -190,9 +192,12 @@ class StageConfig:
         epochs: int. Upper bound on epochs; early stopping may end sooner.
         patience: int. Epochs without a better validation accuracy before
             the stage stops and its best epoch is restored.
-        optimizer: str. "adam" at a constant rate, or "adamw" with a linear
+        optimizer: str. "adam" at a constant rate; "adamw" with a linear
             warm-up over `warmup_fraction` of the stage's steps, then cosine
-            decay (the usual recipe for fine-tuning transformers).
+            decay (the usual recipe for fine-tuning transformers); or, for
+            a head-only stage on cached features, "lbfgs": the softmax head
+            fitted to convergence with its L2 strength chosen on validation
+            (`tfx_transfer.probe`; learning rate and epochs are unused).
         warmup_fraction: float. Share of the stage's steps spent warming up
             (adamw only).
         weight_decay: float. Decoupled weight decay (adamw only).
@@ -208,26 +213,20 @@ class StageConfig:
     weight_decay: float = 0.01
 
     def __post_init__(self):
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(
-                f"Stage '{self.name}': `optimizer` must be 'adam' or 'adamw'. "
-                f"Received: optimizer={self.optimizer!r}"
-            )
-        if self.unfreeze < 0:
-            raise ValueError(
-                f"Stage '{self.name}': `unfreeze` must be >= 0. Received: "
-                f"unfreeze={self.unfreeze}"
-            )
-        if self.epochs < 0:
-            raise ValueError(
-                f"Stage '{self.name}': `epochs` must be >= 0. Received: "
-                f"epochs={self.epochs}"
-            )
-        if self.learning_rate <= 0:
-            raise ValueError(
-                f"Stage '{self.name}': `learning_rate` must be > 0. "
-                f"Received: learning_rate={self.learning_rate}"
-            )
+        problems = (
+            (self.optimizer not in OPTIMIZERS,
+             f"`optimizer` must be one of {OPTIMIZERS}. Received: optimizer={self.optimizer!r}"),
+            (self.optimizer == "lbfgs" and self.unfreeze,
+             "optimizer 'lbfgs' fits a head on frozen features; it needs unfreeze=0. "
+             f"Received: unfreeze={self.unfreeze}"),
+            (self.unfreeze < 0, f"`unfreeze` must be >= 0. Received: unfreeze={self.unfreeze}"),
+            (self.epochs < 0, f"`epochs` must be >= 0. Received: epochs={self.epochs}"),
+            (self.learning_rate <= 0,
+             f"`learning_rate` must be > 0. Received: learning_rate={self.learning_rate}"),
+        )
+        for failed, message in problems:
+            if failed:
+                raise ValueError(f"Stage '{self.name}': {message}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_transfer import export
-from tfx_transfer.entity_metrics import entity_spans
+from tfx_transfer.evaluate.entities import entity_spans
 
 
 class Predictor:

@@ -11,19 +11,22 @@ which keeps no statistics, trains with its block.)
 whole interface: what the model learns (`Objective`), and whether head-only
 stages train on cached features (`tfx_transfer.features.Caching`).
 
-A stage keeps its weights only if it improves validation accuracy; otherwise
-the previous stage's weights come back. Each finished stage is recorded in
+A stage keeps its weights only if it improves validation accuracy beyond
+the noise (`tfx_transfer.selection`); otherwise the previous stage's
+weights come back. Each finished stage is recorded in
 `stages.json` with its weights, so an interrupted run resumes after the last
 finished stage (and mid-stage, from Keras' `BackupAndRestore`).
 """
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from tfx_transfer import features
+from tfx_transfer import features, optimizers, probe, selection
 
 STATE_FILE = "stages.json"
 KEPT_WEIGHTS = "kept.weights.h5"
@@ -40,8 +43,13 @@ class StageResult:
         trainable_weights: int. Number of trainable weight tensors.
         epochs_run: int. Epochs actually run (early stopping may cut them).
         val_accuracy: float. Validation accuracy of its best epoch.
-        kept: bool. Whether its weights were kept (it beat the stage before).
-        history: dict. Per-epoch metrics from `fit`.
+        kept: bool. Whether its weights were kept: it beat the kept stage
+            before it beyond the noise (`tfx_transfer.selection`).
+        history: dict. Per-epoch metrics from `fit` (an "lbfgs" stage: its
+            C, val_loss and val_accuracy per C tried).
+        gain: float. Validation accuracy gained over the stage kept before.
+        gain_standard_error: float. The paired standard error of `gain`.
+        settings: dict. What the stage chose (an "lbfgs" stage: its C).
     """
 
     name: str
@@ -52,6 +60,9 @@ class StageResult:
     val_accuracy: float
     kept: bool
     history: dict
+    gain: float = 0.0
+    gain_standard_error: float = 0.0
+    settings: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,12 +154,16 @@ def describe_plan(stages, classifier):
                 group[0].rstrip("_") for group in unfreeze_groups[: stage.unfreeze]
             )
             what = f"head + top {stage.unfreeze} backbone block(s) [{names}]"
-        lines.append(
-            f"  stage {number} '{stage.name}': {what}; learning rate "
-            f"{stage.learning_rate:g} ({stage.optimizer}); up to {stage.epochs} epochs, "
-            f"early stopping after {stage.patience}"
-        )
+        if stage.optimizer == "lbfgs":
+            how = ("softmax head fitted by L-BFGS on cached features, its L2 strength "
+                   "chosen by validation log-loss")
+        else:
+            how = (f"learning rate {stage.learning_rate:g} ({stage.optimizer}); up to "
+                   f"{stage.epochs} epochs, early stopping after {stage.patience}")
+        lines.append(f"  stage {number} '{stage.name}': {what}; {how}")
     lines.append(_NORMALIZATION_NOTES.get(classifier.normalization, ""))
+    lines.append("  A later stage is kept only if it beats the kept one on validation by "
+                 "more than one paired standard error.")
     return "\n".join(line for line in lines if line)
 
 
@@ -159,40 +174,6 @@ _NORMALIZATION_NOTES = {
         "inference mode (no dropout) in every stage."
     ),
 }
-
-
-def build_optimizer(stage, steps_per_epoch):
-    """Returns the optimizer a stage asks for.
-
-    Args:
-        stage: `tfx_transfer.config.StageConfig`.
-        steps_per_epoch: int. Training batches per epoch, to lay out the
-            warm-up and decay of "adamw".
-
-    Returns:
-        A `keras.optimizers.Optimizer`.
-    """
-    if stage.optimizer == "adam":
-        return keras.optimizers.Adam(stage.learning_rate)
-    total = max(1, stage.epochs * steps_per_epoch)
-    warmup = int(stage.warmup_fraction * total)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else stage.learning_rate,
-        decay_steps=max(1, total - warmup),
-        warmup_target=stage.learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=stage.weight_decay)
-    # The BERT recipe: no decay on biases and LayerNorm scales/offsets.
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    return optimizer
-
-
-def _steps_per_epoch(dataset):
-    steps = int(dataset.cardinality())
-    if steps < 0:  # Unknown after a filter: count once.
-        steps = sum(1 for _ in dataset)
-    return steps
 
 
 def _stage_callbacks(stage, run_dir, verbose, backup=True):
@@ -296,25 +277,36 @@ def run_stages(
     fitting = _Fitting(run_dir, objective, jit_compile, verbose, tuple(callbacks))
     done = _read_state(run_dir)
     kept_path = run_dir / "checkpoints" / KEPT_WEIGHTS
+    kept_path.parent.mkdir(parents=True, exist_ok=True)
     if done and kept_path.is_file():
         model.load_weights(str(kept_path))
     cached = None
     kept_weights = model.get_weights()
-    results = []
-    best = None
+    results, best, best_correct = [], None, None
     for stage in plan:
         if stage.name in done:
             result = done[stage.name]
             print(f"Stage '{stage.name}' already finished; resuming after it.")
         else:
             target, train, val = model, train_data, val_data
-            if stage.unfreeze == 0 and caching is not None:
+            on_features = stage.unfreeze == 0 and caching is not None
+            if on_features:
                 set_trainable_blocks(classifier.backbone, classifier.unfreeze_groups, 0)
                 cached = cached or features.cached_head(model, train_data, val_data, caching)
-                target, train, val = cached
-            result = _run_stage(target, classifier, stage, train, val, fitting, best,
-                                backup=target is model)
+                target, train, val = cached.head, cached.train, cached.val
+            if best is not None and best_correct is None:  # Resumed after `best`.
+                best_correct = selection.correctness(model, val_data)
+            if stage.optimizer == "lbfgs" and _probe_applies(target, on_features, stage):
+                result, correct = _fit_probe_stage(target, cached, stage, fitting)
+            else:
+                result, correct = _run_stage(target, classifier, stage, train, val,
+                                             fitting, backup=target is model)
+            decision = selection.decide(stage.name, correct, best and best.name, best_correct)
+            result = dataclasses.replace(result, kept=decision.kept, gain=decision.gain,
+                                         gain_standard_error=decision.standard_error)
+            print(decision.reason[0].upper() + decision.reason[1:] + ".")
             if result.kept:
+                best_correct = correct
                 model.save_weights(str(kept_path))
                 if stage.unfreeze:
                     cached = None  # The backbone changed: its features are stale.
@@ -322,12 +314,6 @@ def run_stages(
                 # From memory: the file also holds the optimizer of the stage
                 # that wrote it, which Keras warns about loading into another.
                 model.set_weights(kept_weights)
-                print(
-                    f"Stage '{stage.name}' reached validation accuracy "
-                    f"{result.val_accuracy:.4f}, not better than "
-                    f"{best.val_accuracy:.4f} of stage '{best.name}': its "
-                    f"weights are discarded and '{best.name}' is kept."
-                )
         results.append(result)
         _write_state(run_dir, results)
         if result.kept:
@@ -336,12 +322,57 @@ def run_stages(
     return results
 
 
-def _run_stage(model, classifier, stage, train_data, val_data, fitting, best, backup=True):
+def _probe_applies(head, on_features, stage):
+    """Whether an "lbfgs" stage can fit its head exactly; says why not, if not."""
+    names = {layer.name for layer in head.layers}
+    problem = ("the head has a hidden layer" if "head_hidden" in names
+               else None if on_features else "features are not cached (--no-cache-features)")
+    if problem:
+        print(f"Stage '{stage.name}': {problem}, so the L-BFGS fit does not apply; "
+              f"training with Adam at learning rate {stage.learning_rate:g} instead.")
+    return problem is None
+
+
+def _fit_probe_stage(head, cached, stage, fitting):
+    """Fits the softmax layer on the cached features (`tfx_transfer.probe`).
+
+    Like any stage it leaves `logs/<stage>.csv` (here one row per C tried)
+    and `checkpoints/<stage>.weights.h5`.
+    """
+    started, objective = time.time(), fitting.objective
+    layer = head.get_layer("probabilities")
+    train = probe.flatten_tokens(*cached.train_arrays)
+    val = probe.flatten_tokens(*cached.val_arrays)
+    fit = probe.fit_probe(train, val, layer.units, class_weight=objective.class_weight)
+    layer.set_weights([fit.kernel, fit.bias])
+    correct = selection.correctness(head, cached.val)
+    print(f"\nStage '{stage.name}': softmax head fitted by L-BFGS on {len(train[0])} "
+          f"cached feature rows in {time.time() - started:.0f} s; C={fit.C:g} chosen by "
+          f"validation log-loss of C in {list(fit.scores)}")
+    history = {
+        "C": list(fit.scores),
+        **{key: [score[key] for score in fit.scores.values()]
+           for key in ("val_loss", "val_accuracy")},
+    }
+    for folder in ("logs", "checkpoints"):
+        (fitting.run_dir / folder).mkdir(parents=True, exist_ok=True)
+    rows = zip(*history.values())
+    (fitting.run_dir / "logs" / f"{stage.name}.csv").write_text(
+        "\n".join([",".join(history), *(",".join(f"{v:g}" for v in row) for row in rows)]) + "\n")
+    head.save_weights(str(fitting.run_dir / "checkpoints" / f"{stage.name}.weights.h5"))
+    return StageResult(
+        name=stage.name, unfreeze=0, learning_rate=stage.learning_rate,
+        trainable_weights=2, epochs_run=0, val_accuracy=float(np.mean(correct)),
+        kept=False, history=history, settings={"C": fit.C},
+    ), correct
+
+
+def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=True):
     objective = fitting.objective
     set_trainable_blocks(classifier.backbone, classifier.unfreeze_groups, stage.unfreeze)
     # Recompiling is what makes the new trainable flags take effect.
     model.compile(
-        optimizer=build_optimizer(stage, _steps_per_epoch(train_data)),
+        optimizer=optimizers.build_optimizer(stage, optimizers.steps_per_epoch(train_data)),
         loss=objective.loss,
         metrics=list(objective.metrics or []),
         weighted_metrics=objective.weighted_metrics,
@@ -365,15 +396,15 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, best, ba
             verbose=fitting.verbose,
         )
         history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
-    # The restored best epoch, measured again rather than read from logs.
-    val_accuracy = float(model.evaluate(val_data, return_dict=True, verbose=0)["accuracy"])
+    # The restored best epoch, scored again rather than read from the logs.
+    correct = selection.correctness(model, val_data)
     return StageResult(
         name=stage.name,
         unfreeze=stage.unfreeze,
         learning_rate=stage.learning_rate,
         trainable_weights=trainable,
         epochs_run=len(history.get("loss", [])),
-        val_accuracy=val_accuracy,
-        kept=best is None or val_accuracy > best.val_accuracy,
+        val_accuracy=float(np.mean(correct)),
+        kept=False,
         history=history,
-    )
+    ), correct

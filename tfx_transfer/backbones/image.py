@@ -43,6 +43,9 @@ class BackboneSpec:
             ImageNet weights.
         weights_url: str or None. Where Keras downloads that file from.
         weights_hash: str or None. Its md5 as Keras publishes it.
+        feature_blocks: tuple of str. Layer-name prefixes of blocks whose
+            outputs the head reads too, average-pooled beside the top's:
+            features from several depths (`multi_depth_network`).
     """
 
     name: str
@@ -54,6 +57,7 @@ class BackboneSpec:
     weights_file: str | None = None
     weights_url: str | None = None
     weights_hash: str | None = None
+    feature_blocks: tuple = ()
 
 
 def _groups(prefixes):
@@ -94,6 +98,10 @@ BACKBONES = {
             bundled_weights=functools.partial(
                 efficientnet_lite.imagenet_weights_path, include_top=False
             ),
+            # A linear probe on blocks 9-15 and the top beat the top alone by
+            # 1.9 points (0.866 vs 0.847) on three Fashion-MNIST dev sets of
+            # 700 training images (benchmarks/recipes.py).
+            feature_blocks=tuple(f"block{i}_" for i in range(9, 16)),
         ),
         BackboneSpec(
             name="resnet50",
@@ -128,6 +136,38 @@ BACKBONES = {
         ),
     )
 }
+
+
+def multi_depth_network(network, blocks):
+    """Returns `network` with the outputs of `blocks` beside its own, in that order.
+
+    A block's output is that of its last layer (`network.layers` is in
+    graph order). The layers are the network's own, so unfreezing and
+    weights are shared.
+
+    Args:
+        network: keras.Model. A backbone without its top.
+        blocks: sequence of str. Layer-name prefixes ("block9_").
+
+    Returns:
+        A `keras.Model` with outputs `[*block outputs, network.output]`;
+        `network` itself when `blocks` is empty.
+
+    Example:
+
+    >>> multi = multi_depth_network(network, ("block14_", "block15_"))
+    >>> len(multi.outputs)
+    3
+    """
+    if not blocks:
+        return network
+    outputs = []
+    for prefix in blocks:
+        layers = [layer for layer in network.layers if layer.name.startswith(prefix)]
+        if not layers:
+            raise ValueError(f"Backbone '{network.name}' has no layer named {prefix}*.")
+        outputs.append(layers[-1].output)
+    return keras.Model(network.input, [*outputs, network.output], name=network.name)
 
 
 def get_backbone_spec(name):

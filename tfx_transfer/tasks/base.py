@@ -97,8 +97,17 @@ class Task(abc.ABC):
         """Puts a new head on the frozen backbone; returns a `Classifier`."""
 
     @abc.abstractmethod
-    def evaluate(self, classifier, test_data, data, run_dir):
-        """Scores the test split.
+    def baseline(self, data, config, backbone):
+        """Trains the cheap model the report compares against, on the same split.
+
+        Returns:
+            A `tfx_transfer.evaluate.baselines.Baseline` with its test
+            predictions, or None when there is none.
+        """
+
+    @abc.abstractmethod
+    def evaluate(self, classifier, test_data, data, run_dir, baseline=None):
+        """Scores the test split, and the baseline beside it.
 
         Returns:
             A tuple (metrics dict for `metrics.json`, report body text).
@@ -117,13 +126,13 @@ class Task(abc.ABC):
         return () if classifier.preprocessor is None else (classifier.preprocessor,)
 
     def write_report(self, classifier, test_data, data, stage_results, data_report,
-                     run_dir, header):
+                     run_dir, header, baseline=None):
         """Scores the test split and writes `metrics.json`, `report.txt` and the plots.
 
         Returns:
             A tuple (metrics dict, report text).
         """
-        metrics, body = self.evaluate(classifier, test_data, data, run_dir)
+        metrics, body = self.evaluate(classifier, test_data, data, run_dir, baseline)
         report = evaluate.format_report(header, data_report, stage_results, body)
         return evaluate.write_files(run_dir, metrics, report, stage_results), report
 

@@ -1,6 +1,7 @@
 """What the one-label-per-example tasks (images, text) share: loss, report, outputs."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfx_transfer import evaluate, stages
@@ -31,9 +32,22 @@ class ClassificationTask(Task):
             class_weight=weights,
         )
 
-    def evaluate(self, classifier, test_data, data, run_dir):
+    def evaluate(self, classifier, test_data, data, run_dir, baseline=None):
         y_true, probabilities = evaluate.predict_dataset(classifier.model, test_data)
         metrics = evaluate.classification_metrics(y_true, probabilities, data.class_names)
+        if baseline is not None:
+            predicted = np.asarray(baseline.predictions)
+            scores = evaluate.classification_metrics(
+                y_true, np.eye(len(data.class_names))[predicted], data.class_names
+            )
+            metrics["baseline"] = {
+                "name": baseline.name, "details": baseline.details,
+                **{key: scores[key] for key in
+                   ("accuracy", "accuracy_interval", "macro_f1", "macro_f1_interval")},
+            }
+            metrics["vs_baseline"] = evaluate.compare_to_baseline(
+                probabilities.argmax(axis=1) == y_true, predicted == y_true
+            )
         evaluate.plot_confusion_matrix(
             metrics["confusion_matrix"], data.class_names, run_dir / "confusion_matrix.png"
         )

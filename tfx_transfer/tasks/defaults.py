@@ -40,7 +40,8 @@ IMAGES = TaskDefaults(
     test_fraction=0.15,
     sequence_length=None,
     stages=(
-        StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=10),
+        StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=10,
+                    optimizer="lbfgs"),
         StageConfig(name="fine_tune", unfreeze=2, learning_rate=1e-4, epochs=4, patience=2),
     ),
 )
@@ -53,7 +54,8 @@ TEXT = TaskDefaults(
     sequence_length=128,
     stages=(
         # On cached features a head epoch costs well under a second.
-        StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=20, patience=3),
+        StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=20, patience=3,
+                    optimizer="lbfgs"),
         StageConfig(
             name="fine_tune", unfreeze=2, learning_rate=5e-5, epochs=2, patience=1,
             optimizer="adamw",

@@ -10,9 +10,10 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from tfx_transfer import backbones
+from tfx_transfer import backbones, features, probe
 from tfx_transfer.classifier import Classifier, classification_head
 from tfx_transfer.data import augment, bundled, folders, pipeline
+from tfx_transfer.evaluate import baselines
 from tfx_transfer.tasks import defaults
 from tfx_transfer.tasks.base import Datasets, register_task
 from tfx_transfer.tasks.classification import ClassificationTask, serving_outputs
@@ -78,11 +79,31 @@ class ImagesTask(ClassificationTask):
         }
 
     def build_classifier(self, backbone, num_classes, model_config):
-        network = backbone.build()
+        network = backbones.multi_depth_network(backbone.build(), backbone.spec.feature_blocks)
         model = build_image_classifier(
             backbone.spec, network, num_classes, model_config, backbone.image_size
         )
         return Classifier(model, network, backbone.unfreeze_groups)
+
+    def baseline(self, data, config, backbone):
+        """Logistic regression on the frozen backbone's pooled top features, unaugmented."""
+        network = backbone.build()
+        pixels = keras.Input((backbone.image_size, backbone.image_size, 3))
+        x = backbones.ImagePreprocessing(backbone.spec.preprocessing)(pixels)
+        x = keras.layers.GlobalAveragePooling2D()(network(x, training=False))
+        extractor = keras.Model(pixels, x)
+        splits = {
+            split: probe.flatten_tokens(*features.extract(extractor, pipeline.make_image_dataset(
+                data.splits[split], image_size=backbone.image_size,
+                batch_size=config.data.batch_size, num_classes=len(data.class_names),
+                training=False, cache=False,
+            )))
+            for split in ("train", "val", "test")
+        }
+        return baselines.feature_probe(
+            splits["train"], splits["val"], splits["test"][0], len(data.class_names),
+            class_weight=self.objective(config, data).class_weight,
+        )
 
     def serving_fn(self, classifier, class_names):
         """Encoded image bytes in; decoded and resized as in training.
@@ -116,10 +137,13 @@ def build_image_classifier(spec, backbone, num_classes, model_config, image_size
 
     The backbone is called with `training=False`, so its BatchNormalization
     layers stay in inference mode even when later stages unfreeze blocks.
+    Each of its outputs is average-pooled ("pool_top" for the last); the
+    head reads them concatenated ("pool").
 
     Args:
         spec: `tfx_transfer.backbones.BackboneSpec`. For its preprocessing.
-        backbone: keras.Model. From `backbones.build_backbone`.
+        backbone: keras.Model. From `backbones.build_backbone`, or with
+            several outputs from `backbones.multi_depth_network`.
         num_classes: int. Width of the softmax layer.
         model_config: `tfx_transfer.config.ModelConfig`. Head settings.
         image_size: int. Square input resolution.
@@ -139,7 +163,11 @@ def build_image_classifier(spec, backbone, num_classes, model_config, image_size
     backbone.trainable = False
     images = keras.Input((image_size, image_size, 3), name="image")
     x = backbones.ImagePreprocessing(spec.preprocessing, name="preprocess")(images)
-    x = backbone(x, training=False)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    maps = backbone(x, training=False)
+    maps = maps if isinstance(maps, (list, tuple)) else [maps]
+    names = [prefix.rstrip("_") for prefix in spec.feature_blocks[: len(maps) - 1]] + ["top"]
+    pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{name}")(feature_map)
+              for name, feature_map in zip(names, maps)]
+    x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pool")(pooled)
     outputs = classification_head(x, num_classes, model_config)
     return keras.Model(images, outputs, name=f"{spec.name}_classifier")

@@ -14,6 +14,7 @@ from tfx_transfer.classifier import Classifier, classification_head
 from tfx_transfer.data import bundled
 from tfx_transfer.data import text as text_data
 from tfx_transfer.data.pipeline import batched
+from tfx_transfer.evaluate import baselines
 from tfx_transfer.tasks import defaults
 from tfx_transfer.tasks.base import Datasets, register_task
 from tfx_transfer.tasks.classification import ClassificationTask, serving_outputs
@@ -79,6 +80,13 @@ class TextTask(EncoderTask, ClassificationTask):
         outputs = classification_head(pooled, num_classes, model_config)
         model = keras.Model(inputs, outputs, name=f"{backbone.spec.name}_classifier")
         return Classifier(model, encoder, backbone.unfreeze_groups, backbone.preprocessor)
+
+    def baseline(self, data, config, backbone):
+        """TF-IDF + logistic regression on the same texts."""
+        train, val, test = (data.splits[name] for name in ("train", "val", "test"))
+        return baselines.tfidf_logistic_regression(
+            (train.items, train.labels), (val.items, val.labels), test.items
+        )
 
     def serving_fn(self, classifier, class_names):
         """Raw strings in, tokenised inside the graph.

@@ -13,7 +13,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfx_transfer import entity_metrics, stages
+from tfx_transfer import decoding, evaluate, stages
+from tfx_transfer.evaluate import baselines
+from tfx_transfer.evaluate import entities as entity_metrics
 from tfx_transfer.backbones.text import ENCODER_INPUTS
 from tfx_transfer.classifier import Classifier, classification_head
 from tfx_transfer.data import alignment, alignment_ops, bundled, conll
@@ -88,24 +90,46 @@ class TokensTask(EncoderTask):
             weighted_metrics=("accuracy",),
         )
 
-    def evaluate(self, classifier, test_data, data, run_dir):
+    def baseline(self, data, config, backbone):
+        """Each word's most frequent training tag."""
+        return baselines.most_frequent_tag(
+            [(s.words, s.tags) for s in data.splits["train"]],
+            [s.words for s in data.splits["test"]],
+        )
+
+    def evaluate(self, classifier, test_data, data, run_dir, baseline=None):
         """Entity-level scores (seqeval) and token accuracy of the test sentences."""
         sentences = data.splits["test"]
+        true = [list(s.tags) for s in sentences]
         predicted = predict_tags(classifier, [s.words for s in sentences], data.tag_names)
-        metrics = entity_metrics.entity_report([list(s.tags) for s in sentences], predicted)
+        metrics = entity_metrics.entity_report(true, predicted)
+        metrics["micro_f1_interval"] = list(entity_metrics.micro_f1_interval(true, predicted))
         body = (
-            f"Test entity micro F1: {metrics['micro']['f1']:.4f}, macro F1 "
-            f"{metrics['macro']['f1']:.4f}, token accuracy "
-            f"{metrics['token_accuracy']:.4f} ({metrics['num_sentences']} sentences)\n\n"
-            + entity_metrics.format_entity_report(metrics)
+            f"Test entity micro F1: {metrics['micro']['f1']:.4f} (95% interval "
+            f"{metrics['micro_f1_interval'][0]:.4f}-{metrics['micro_f1_interval'][1]:.4f}), "
+            f"macro F1 {metrics['macro']['f1']:.4f}, token accuracy "
+            f"{metrics['token_accuracy']:.4f} ({metrics['num_sentences']} sentences)\n"
         )
-        return metrics, body
+        if baseline is not None:
+            metrics["baseline"] = {
+                "name": baseline.name, "details": baseline.details,
+                "micro_f1": entity_metrics.entity_report(true, baseline.predictions)["micro"]["f1"],
+                "micro_f1_interval": list(
+                    entity_metrics.micro_f1_interval(true, baseline.predictions)),
+            }
+            metrics["vs_baseline"] = entity_metrics.compare_micro_f1(
+                true, predicted, baseline.predictions)
+            body += evaluate.baseline_text(metrics["baseline"], metrics["vs_baseline"],
+                                           "entity micro F1",
+                                           metrics["baseline"]["micro_f1_interval"]) + "\n"
+        return metrics, body + "\n" + entity_metrics.format_entity_report(metrics)
 
     def serving_fn(self, classifier, tag_names):
         """Raw sentences in, words and tags out.
 
-        Sentences are split into words on whitespace; each word's tag is
-        read at its first wordpiece. Outputs are padded to the longest
+        Sentences are split into words on whitespace; each word's tag
+        probabilities are read at its first wordpiece, and the tags are the
+        most probable BIO-valid sequence (`tfx_transfer.decoding`). Outputs are padded to the longest
         sentence (words "" and tags "" past a sentence's end; `num_words`
         says where).
 
@@ -132,14 +156,16 @@ class TokensTask(EncoderTask):
             per_word = alignment_ops.gather_word_predictions(
                 probabilities, packed["first_piece_index"], pieces.row_lengths()
             )
-            best = tf.ragged.map_flat_values(tf.argmax, per_word, axis=-1)
+            num_words = words.row_lengths()
+            padded = per_word.to_tensor(0.0)
+            best = decoding.constrained_decode(padded, num_words, tag_names)
+            is_word = tf.sequence_mask(num_words, tf.shape(best)[1])
             return {
                 "words": words.to_tensor(""),
-                "tags": tf.ragged.map_flat_values(tf.gather, tags, best).to_tensor(""),
-                "tag_probabilities": tf.ragged.map_flat_values(
-                    tf.reduce_max, per_word, axis=-1
-                ).to_tensor(0.0),
-                "num_words": words.row_lengths(),
+                "tags": tf.where(is_word, tf.gather(tags, best), ""),
+                "tag_probabilities": tf.where(
+                    is_word, tf.gather(padded, best, batch_dims=2), 0.0),
+                "num_words": num_words,
             }
 
         return serve
@@ -156,7 +182,10 @@ def tokenize(preprocessor, sentences, tag_ids=None):
 
 
 def predict_tags(classifier, sentences, tag_names):
-    """Tags sentences given as lists of words, in Python (what the report scores).
+    """Tags sentences given as lists of words (what the report scores).
+
+    The same decoding as the served model: each word's tag probabilities
+    at its first wordpiece, then the most probable BIO-valid sequence.
 
     Returns:
         A list, per sentence, of its tags (one per word).
@@ -169,6 +198,11 @@ def predict_tags(classifier, sentences, tag_names):
     chunks = tokenize(classifier.preprocessor, sentences)
     probabilities = classifier.model.predict(chunks.features(), batch_size=64, verbose=0)
     per_word = alignment.word_predictions(
-        probabilities.argmax(-1), chunks.first_piece_index, chunks.sentence_index
+        probabilities, chunks.first_piece_index, chunks.sentence_index
     )
-    return [[tag_names[i] for i in ids] for ids in per_word]
+    lengths = [len(words) for words in per_word]
+    padded = np.zeros((len(per_word), max(lengths, default=0), len(tag_names)), np.float32)
+    for row, words in enumerate(per_word):
+        padded[row, : len(words)] = words
+    best = decoding.constrained_decode(padded, lengths, tag_names).numpy()
+    return [[tag_names[i] for i in best[row, :length]] for row, length in enumerate(lengths)]

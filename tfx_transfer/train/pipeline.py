@@ -90,10 +90,14 @@ def _run(task, config, run_dir, verbose):
         jit_compile=config.jit_compile, verbose=verbose,
     )
 
+    baseline_started = time.time()
+    baseline = task.baseline(data, config, backbone)
+    print(f"Baseline ({baseline.name}) trained in {time.time() - baseline_started:.0f} s.")
     header = (f"tfx_transfer {config.task} run {run_dir.name}: "
               f"{backbone.describe(config.model.weights)}, {data.num_classes} classes")
     metrics, report = task.write_report(
-        classifier, datasets.test, data, stage_results, data_report, run_dir, header
+        classifier, datasets.test, data, stage_results, data_report, run_dir, header,
+        baseline,
     )
 
     saved_model = export.export_run(

@@ -7,12 +7,18 @@ Writes `metrics.json` (for machines), `report.txt` (for people),
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from sklearn import metrics as sk_metrics
 
-matplotlib.use("Agg")  # Headless: runs on servers and in CI.
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn import metrics as sk_metrics  # noqa: E402
+from tfx_transfer.evaluate.intervals import (
+    bootstrap_interval,
+    paired_standard_error,
+    wilson_interval,
+)
+from tfx_transfer.evaluate.plots import plot_training_curves
+
+# The normal quantile of a two-sided 95% interval.
+Z95 = 1.959964
 
 
 def predict_dataset(model, dataset):
@@ -55,10 +61,15 @@ def classification_metrics(y_true, probabilities, class_names):
         y_true, y_pred, labels=labels, target_names=list(class_names),
         output_dict=True, zero_division=0,
     )
+    y_true = np.asarray(y_true)
     return {
         "num_examples": int(len(y_true)),
         "accuracy": float(sk_metrics.accuracy_score(y_true, y_pred)),
+        "accuracy_interval": list(wilson_interval(int(np.sum(y_true == y_pred)), len(y_true))),
         "macro_f1": float(per_class["macro avg"]["f1-score"]),
+        "macro_f1_interval": list(bootstrap_interval(
+            lambda index: _macro_f1(y_true[index], y_pred[index], labels), len(y_true)
+        )),
         "per_class": {name: per_class[name] for name in class_names},
         "confusion_matrix": sk_metrics.confusion_matrix(
             y_true, y_pred, labels=labels
@@ -70,43 +81,50 @@ def classification_metrics(y_true, probabilities, class_names):
     }
 
 
-def plot_confusion_matrix(matrix, class_names, path):
-    """Draws the confusion matrix with counts in the cells, saved as PNG."""
-    matrix = np.asarray(matrix)
-    size = max(5, 0.6 * len(class_names) + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
-    sk_metrics.ConfusionMatrixDisplay(matrix, display_labels=list(class_names)).plot(
-        ax=axes, cmap="Blues", colorbar=False, xticks_rotation=45
+def _macro_f1(y_true, y_pred, labels):
+    return sk_metrics.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+
+
+def compare_to_baseline(model_correct, baseline_correct, metric="accuracy"):
+    """The model's gain over the baseline on the same test units, with a 95% interval.
+
+    Args:
+        model_correct: array `[N]`. 1.0 where the model is right.
+        baseline_correct: array `[N]`. 1.0 where the baseline is right.
+        metric: str. What the gain is in, for the text.
+
+    Returns:
+        A dict: `metric`, `gain`, `interval` (normal, from the paired
+        standard error) and `verdict` ("beats", "does not beat" or "is
+        worse than": the interval above 0, across it, or below it).
+
+    Example:
+
+    >>> compare_to_baseline(np.ones(100), np.r_[np.ones(80), np.zeros(20)])["verdict"]
+    'beats'
+    """
+    gain, error = paired_standard_error(baseline_correct, model_correct)
+    low, high = gain - Z95 * error, gain + Z95 * error
+    verdict = "beats" if low > 0 else "is worse than" if high < 0 else "does not beat"
+    return {"metric": metric, "gain": gain, "interval": [low, high], "verdict": verdict}
+
+
+def baseline_text(baseline_metrics, comparison, score, interval):
+    """The report's baseline lines: its score, and by how much the model beats it."""
+    low, high = comparison["interval"]
+    within = " (within the noise)" if comparison["verdict"] == "does not beat" else ""
+    return (
+        f"Baseline, {baseline_metrics['name']} ({baseline_metrics['details']}): "
+        f"{score} {baseline_metrics[comparison['metric']]:.4f} "
+        f"(95% interval {_interval(interval)})\n"
+        f"The model {comparison['verdict']} the baseline{within}: "
+        f"{100 * comparison['gain']:+.1f} points of {score} "
+        f"(95% interval {100 * low:+.1f} to {100 * high:+.1f})."
     )
-    axes.set_title("Confusion matrix (test split)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
-def plot_training_curves(stage_results, path):
-    """Plots loss and accuracy over all stages' epochs, stages marked."""
-    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4))
-    offset = 0
-    for result in stage_results:
-        history = result.history
-        epochs = np.arange(offset + 1, offset + len(history.get("loss", [])) + 1)
-        if not len(epochs):
-            continue
-        for axes, key in ((loss_axes, "loss"), (acc_axes, "accuracy")):
-            axes.plot(epochs, history[key], "o-", label=f"{result.name} train")
-            if f"val_{key}" in history:
-                axes.plot(epochs, history[f"val_{key}"], "s--", label=f"{result.name} val")
-            if offset:
-                axes.axvline(offset + 0.5, color="grey", linewidth=0.8)
-        offset += len(epochs)
-    for axes, title in ((loss_axes, "loss"), (acc_axes, "accuracy")):
-        axes.set_xlabel("epoch (all stages)")
-        axes.set_title(title)
-        axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+def _interval(interval):
+    return f"{interval[0]:.4f}-{interval[1]:.4f}"
 
 
 def format_report(header, data_report, stage_results, body):
@@ -121,7 +139,7 @@ def format_report(header, data_report, stage_results, body):
     lines.append("")
     lines.append("Stages:")
     for result in stage_results:
-        verdict = "kept" if result.kept else "discarded (no improvement)"
+        verdict = "kept" if result.kept else "discarded (no gain beyond the noise)"
         lines.append(
             f"  {result.name:<12} unfreeze={result.unfreeze:<3} "
             f"epochs={result.epochs_run:<3} val_accuracy={result.val_accuracy:.4f}  {verdict}"
@@ -145,8 +163,15 @@ def write_files(run_dir, metrics, report, stage_results):
 def classification_body(metrics):
     """The report text of `classification_metrics`: accuracy, per-class table, matrix."""
     body = [
-        f"Test accuracy: {metrics['accuracy']:.4f} ({metrics['num_examples']} "
-        f"examples), macro F1 {metrics['macro_f1']:.4f}",
+        f"Test accuracy: {metrics['accuracy']:.4f} (95% interval "
+        f"{_interval(metrics['accuracy_interval'])}; {metrics['num_examples']} examples), "
+        f"macro F1 {metrics['macro_f1']:.4f} ({_interval(metrics['macro_f1_interval'])})",
+    ]
+    if "baseline" in metrics:
+        baseline = metrics["baseline"]
+        body.append(baseline_text(baseline, metrics["vs_baseline"], "accuracy",
+                                  baseline["accuracy_interval"]))
+    body += [
         "",
         metrics["text_report"],
         "Confusion matrix (rows: true, columns: predicted):",

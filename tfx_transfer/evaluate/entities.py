@@ -1,9 +1,12 @@
 """Entities from BIO tags, and their precision, recall and F1 (seqeval)."""
 
+import numpy as np
 from seqeval.metrics import accuracy_score
 from seqeval.metrics import classification_report
 from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.reporters import StringReporter
+
+from tfx_transfer.evaluate.intervals import bootstrap_interval
 
 AVERAGES = ("micro", "macro", "weighted")
 
@@ -148,3 +151,63 @@ def entity_spans(words, tags, probabilities):
          float(sum(probabilities[start : end + 1]) / (end + 1 - start)))
         for kind, start, end in get_entities(list(tags))
     ]
+
+
+def micro_f1_interval(true_tag_sequences, predicted_tag_sequences, seed=0):
+    """A 95% bootstrap interval of entity micro F1, resampling whole sentences.
+
+    Args:
+        true_tag_sequences: sequence of sequences of str.
+        predicted_tag_sequences: sequence of sequences of str.
+        seed: int. Seeds the resampling.
+
+    Returns:
+        A tuple (low, high).
+
+    Example:
+
+    >>> micro_f1_interval(true_tags, predicted_tags)
+    (0.46, 0.56)
+    """
+    counts = sentence_counts(true_tag_sequences, predicted_tag_sequences)
+    return bootstrap_interval(lambda index: micro_f1(counts[index]), len(counts), seed=seed)
+
+
+def sentence_counts(true_tag_sequences, predicted_tag_sequences):
+    """Per sentence: (entities found exactly, entities predicted, true entities).
+
+    Returns:
+        An int array `[num_sentences, 3]`, which `micro_f1` sums.
+    """
+    rows = []
+    for true, predicted in zip(true_tag_sequences, predicted_tag_sequences, strict=True):
+        true_spans = set(get_entities(list(true)))
+        predicted_spans = set(get_entities(list(predicted)))
+        rows.append((len(true_spans & predicted_spans), len(predicted_spans), len(true_spans)))
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def micro_f1(counts):
+    """Entity micro F1 of `sentence_counts` rows: 2 TP / (predicted + true)."""
+    found, predicted, true = counts.sum(axis=0)
+    return 0.0 if predicted + true == 0 else float(2 * found / (predicted + true))
+
+
+def compare_micro_f1(true_tag_sequences, model_tags, baseline_tags, seed=0):
+    """The model's entity micro-F1 gain over a baseline, with a paired bootstrap interval.
+
+    Sentences are resampled with both taggers' counts together, so the
+    interval is that of the difference on the same sentences.
+
+    Returns:
+        A dict like `report.compare_to_baseline`'s: `metric` ("micro_f1"),
+        `gain`, `interval` and `verdict`.
+    """
+    model = sentence_counts(true_tag_sequences, model_tags)
+    baseline = sentence_counts(true_tag_sequences, baseline_tags)
+    gain = micro_f1(model) - micro_f1(baseline)
+    low, high = bootstrap_interval(
+        lambda index: micro_f1(model[index]) - micro_f1(baseline[index]), len(model), seed=seed
+    )
+    verdict = "beats" if low > 0 else "is worse than" if high < 0 else "does not beat"
+    return {"metric": "micro_f1", "gain": gain, "interval": [low, high], "verdict": verdict}

@@ -1,0 +1,71 @@
+"""The L-BFGS softmax head and the baselines, on real small data (scikit-learn's digits)."""
+
+import numpy as np
+import pytest
+from sklearn import datasets, linear_model, preprocessing
+
+from tfx_transfer import probe
+from tfx_transfer.evaluate import baselines
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = datasets.load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    x, y = x[order], y[order]
+    return (x[:600], y[:600]), (x[600:900], y[600:900]), (x[900:], y[900:])
+
+
+def test_probe_is_reproducible_and_chooses_C_by_validation_log_loss(digits):
+    train, val, _ = digits
+    first = probe.fit_probe(train, val, 10)
+    second = probe.fit_probe(train, val, 10)
+    np.testing.assert_array_equal(first.kernel, second.kernel)
+    assert first.C == min(first.scores, key=lambda c: first.scores[c]["val_loss"])
+    assert set(first.scores) == set(probe.C_GRID)
+
+
+def test_folded_standardisation_gives_sklearn_probabilities_on_raw_features(digits):
+    train, val, test = digits
+    fit = probe.fit_probe(train, val, 10, grid=(0.1,))
+    scaler = preprocessing.StandardScaler().fit(train[0])
+    reference = linear_model.LogisticRegression(C=0.1, max_iter=300).fit(
+        scaler.transform(train[0]), train[1])
+    np.testing.assert_allclose(fit.probabilities(test[0]),
+                               reference.predict_proba(scaler.transform(test[0])), atol=1e-5)
+    assert np.mean(fit.probabilities(test[0]).argmax(1) == test[1]) > 0.93
+
+
+def test_binary_and_missing_classes_map_onto_a_softmax_layer(digits):
+    (x, y), (xv, yv), _ = digits
+    keep, keep_val = y < 2, yv < 2
+    fit = probe.fit_probe((x[keep], y[keep]), (xv[keep_val], yv[keep_val]), num_classes=3)
+    probabilities = fit.probabilities(xv[keep_val])
+    assert probabilities.shape == (keep_val.sum(), 3)
+    assert probabilities[:, 2].max() < 1e-6  # class 2 never seen: never predicted
+    assert np.mean(probabilities.argmax(1) == yv[keep_val]) > 0.97
+
+
+def test_tokens_are_flattened_without_padding():
+    features = np.arange(2 * 3 * 4, dtype=float).reshape(2, 3, 4)
+    labels = np.array([[1, 2, 0], [3, 0, 0]])
+    weights = np.array([[1, 1, 0], [1, 0, 0]])
+    rows, ids = probe.flatten_tokens(features, labels, weights)
+    assert rows.shape == (3, 4) and ids.tolist() == [1, 2, 3]
+    _, one_hot_ids = probe.flatten_tokens(np.zeros((2, 4)), np.eye(3)[[2, 0]])
+    assert one_hot_ids.tolist() == [2, 0]
+
+
+def test_tfidf_baseline_learns_words_and_most_frequent_tag_baseline_counts():
+    texts = ["great phone, love it", "terrible battery", "love the screen", "awful, broke"] * 5
+    labels = [1, 0, 1, 0] * 5
+    baseline = baselines.tfidf_logistic_regression(
+        (texts, labels), (texts[:4], labels[:4]), ["i love it", "it broke, terrible"])
+    assert baseline.predictions.tolist() == [1, 0]
+    assert "C=" in baseline.details
+    tags = baselines.most_frequent_tag(
+        [(["Paris", "is", "big"], ["B-loc", "O", "O"]), (["Paris", "Hilton"], ["B-per", "I-per"]),
+         (["Paris", "again"], ["B-loc", "O"])],
+        [["Paris", "Hilton", "unseen"]])
+    assert tags.predictions == [["B-loc", "I-per", "O"]]

@@ -1,0 +1,47 @@
+"""The report's figures: the confusion matrix and the training curves, as PNG."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # Headless: runs on servers and in CI.
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn import metrics as sk_metrics  # noqa: E402
+
+
+def plot_confusion_matrix(matrix, class_names, path):
+    """Draws the confusion matrix with counts in the cells, saved as PNG."""
+    matrix = np.asarray(matrix)
+    size = max(5, 0.6 * len(class_names) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    sk_metrics.ConfusionMatrixDisplay(matrix, display_labels=list(class_names)).plot(
+        ax=axes, cmap="Blues", colorbar=False, xticks_rotation=45
+    )
+    axes.set_title("Confusion matrix (test split)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_training_curves(stage_results, path):
+    """Plots loss and accuracy over all stages' epochs, stages marked."""
+    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    offset = 0
+    for result in stage_results:
+        history = result.history
+        epochs = np.arange(offset + 1, offset + len(history.get("loss", [])) + 1)
+        if not len(epochs):
+            continue
+        for axes, key in ((loss_axes, "loss"), (acc_axes, "accuracy")):
+            axes.plot(epochs, history[key], "o-", label=f"{result.name} train")
+            if f"val_{key}" in history:
+                axes.plot(epochs, history[f"val_{key}"], "s--", label=f"{result.name} val")
+            if offset:
+                axes.axvline(offset + 0.5, color="grey", linewidth=0.8)
+        offset += len(epochs)
+    for axes, title in ((loss_axes, "loss"), (acc_axes, "accuracy")):
+        axes.set_xlabel("epoch (all stages)")
+        axes.set_title(title)
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
