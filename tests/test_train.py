@@ -5,12 +5,14 @@ import os
 import subprocess
 import sys
 
+import keras
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import harness
-from tfx_transfer import cli, startup
-from tfx_transfer.config import DataConfig
+from tfx_transfer import backbones, cli, startup
+from tfx_transfer.config import DataConfig, RunConfig, save_config
 
 SIZE = 64
 
@@ -96,3 +98,29 @@ def test_offline_imagenet_download_fails_clearly_before_reading_data(tmp_path):
         assert "cuda" not in done.stderr.lower(), done.stderr
         assert done.stderr.lstrip().startswith("Usage") or done.stderr.lstrip().startswith(
             "Error"), done.stderr[:300]
+
+
+@pytest.mark.slow
+def test_two_deterministic_seeded_runs_give_identical_weights(colour_folder, tmp_path):
+    # Augmented, feature cache off: the head's features and the fine-tune's
+    # batches are computed afresh in each run. In subprocesses, because op
+    # determinism, once on, stays on for the whole process.
+    config = RunConfig(
+        data=DataConfig(path=str(colour_folder), image_size=SIZE, batch_size=8,
+                        val_fraction=0.25, test_fraction=0.25, seed=7),
+        stages=harness.SHORT_PLAN, feature_cache=False, output_dir=str(tmp_path),
+    )
+    save_config(config, tmp_path / "run.yaml")
+    weights = []
+    for name in ("first", "second"):
+        subprocess.run(
+            [sys.executable, "-m", "tfx_transfer.train", "--config", str(tmp_path / "run.yaml"),
+             "--run-name", name, "--deterministic", "--quiet"],
+            check=True, capture_output=True, timeout=300,
+        )
+        assert backbones.ImagePreprocessing  # registers the layer for loading
+        model = keras.saving.load_model(tmp_path / name / "model.keras")
+        weights.append(model.get_weights())
+    assert len(weights[0]) == len(weights[1]) > 0
+    for first, second in zip(*weights):
+        np.testing.assert_array_equal(first, second)

@@ -49,6 +49,8 @@ _FIELD_FLAGS = {
     "cache_features": "cache_features",
     "feature_cache": "feature_cache",
     "feature_views": "feature_views",
+    "refit_head": "refit_head",
+    "deterministic": "deterministic",
     "text_column": "data.text_column",
     "label_column": "data.label_column",
     "sequence_length": "data.sequence_length",
@@ -273,6 +275,12 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 @click.option("--feature-views", type=click.IntRange(min=1),
               help="Augmented views per training image in the feature cache. "
                    + _field_default("feature_views"))
+@click.option("--refit-head/--no-refit-head", default=None,
+              help="When the kept stage is the L-BFGS head, fit it again on train + val "
+                   "at the chosen C. " + _field_default("refit_head"))
+@click.option("--deterministic/--no-deterministic", default=None,
+              help="Identical weights from identical seeded runs (op determinism, "
+                   "sequential augmentation); slower. " + _field_default("deterministic"))
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Resume an interrupted run from its directory (uses its config.yaml).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")

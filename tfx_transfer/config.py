@@ -109,16 +109,14 @@ class DataConfig:
         if None not in (self.val_fraction, self.test_fraction):
             # Otherwise task defaults fill them in (`RunConfig.resolved`).
             check_fractions(self.val_fraction, self.test_fraction, prefix="data.")
-        if self.batch_size < 1:
-            raise ValueError(
-                f"`data.batch_size` must be >= 1. Received: "
-                f"batch_size={self.batch_size}"
-            )
-        if self.image_size is not None and self.image_size < 32:
-            raise ValueError(
-                f"`data.image_size` must be >= 32. Received: "
-                f"image_size={self.image_size}"
-            )
+        for failed, message in (
+            (self.batch_size < 1, f"`data.batch_size` must be >= 1. Received: "
+                                  f"batch_size={self.batch_size}"),
+            (self.image_size is not None and self.image_size < 32,
+             f"`data.image_size` must be >= 32. Received: image_size={self.image_size}"),
+        ):
+            if failed:
+                raise ValueError(message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,11 +248,13 @@ class RunConfig:
         feature_views: int. With augmentation on, how many augmented views
             of each training image are cached.
         feature_cache: bool. With `cache_features`, also keep the features
-            on disk under `<cache_dir()>/features` (`cache_dir` is
-            `tfx_transfer.files.cache_dir()`: `$TFX_TRANSFER_HOME` or
-            `~/.cache/tfx_transfer`), so a later run on the same data with
-            the same backbone weights and preprocessing loads them instead
-            of running the backbone (`tfx_transfer.features.FeatureCache`).
+            on disk (`tfx_transfer.features.FeatureCache`, under
+            `tfx_transfer.files.cache_dir()`), so a later run on the same
+            data, weights and preprocessing loads them.
+        refit_head: bool. When the kept stage is an "lbfgs" head, fit it
+            once more on train + val features at the C validation chose.
+        deterministic: bool. Seeded runs give identical weights: op
+            determinism and sequential augmentation (slower).
         data: DataConfig.
         augment: AugmentConfig.
         model: ModelConfig.
@@ -270,6 +270,8 @@ class RunConfig:
     cache_features: bool = True
     feature_views: int = 3
     feature_cache: bool = True
+    refit_head: bool = True
+    deterministic: bool = False
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()

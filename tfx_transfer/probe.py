@@ -132,3 +132,23 @@ def flatten_tokens(features, labels, weights=None):
         return features, labels
     keep = (np.ones(labels.shape, bool) if weights is None else np.asarray(weights) > 0)
     return features[keep], labels[keep]
+
+
+def fit_dense_head(layer, train_arrays, val_arrays, class_weight=None, grid=C_GRID):
+    """Fits a Dense softmax layer in place on cached feature arrays.
+
+    Args:
+        layer: keras.layers.Dense. The head's "probabilities" layer.
+        train_arrays: tuple. (features, labels[, sample weights]), as
+            `tfx_transfer.features.extract` returns them.
+        val_arrays: tuple. The same for validation, which chooses C.
+        class_weight: dict or None. Class id -> loss weight.
+        grid: sequence of float. Values of C to try.
+
+    Returns:
+        A tuple (`ProbeFit`, number of training rows).
+    """
+    train, val = flatten_tokens(*train_arrays), flatten_tokens(*val_arrays)
+    fit = fit_probe(train, val, layer.units, class_weight=class_weight, grid=grid)
+    layer.set_weights([fit.kernel, fit.bias])
+    return fit, len(train[0])

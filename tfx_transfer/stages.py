@@ -27,6 +27,12 @@ import keras
 import numpy as np
 
 from tfx_transfer import features, optimizers, probe, selection
+from tfx_transfer.unfreezing import (  # noqa: F401 (the stage plan's API)
+    check_unfreeze,
+    describe_plan,
+    in_group,
+    set_trainable_blocks,
+)
 
 STATE_FILE = "stages.json"
 KEPT_WEIGHTS = "kept.weights.h5"
@@ -50,6 +56,7 @@ class StageResult:
         gain: float. Validation accuracy gained over the stage kept before.
         gain_standard_error: float. The paired standard error of `gain`.
         settings: dict. What the stage chose (an "lbfgs" stage: its C).
+        trainable_params: int. Number of trainable parameters.
     """
 
     name: str
@@ -63,6 +70,7 @@ class StageResult:
     gain: float = 0.0
     gain_standard_error: float = 0.0
     settings: dict = dataclasses.field(default_factory=dict)
+    trainable_params: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,93 +95,6 @@ class Objective:
     metrics: tuple = ("accuracy",)
     weighted_metrics: tuple | None = None
     class_weight: dict | None = None
-
-
-def check_unfreeze(unfreeze_groups, count):
-    """Raises if a stage asks for more blocks than the backbone has."""
-    if not 0 <= count <= len(unfreeze_groups):
-        raise ValueError(
-            f"This backbone has {len(unfreeze_groups)} blocks to unfreeze. "
-            f"Received: unfreeze={count}"
-        )
-
-
-def in_group(layer_name, group):
-    """Whether a layer belongs to an unfreeze group.
-
-    A group entry ending in "_" is a prefix ("block15_"); any other entry
-    names a layer and the layers named after it ("Conv_1", "Conv_1_bn"),
-    so "transformer_layer_1" does not take in "transformer_layer_11".
-    """
-    return any(
-        layer_name == entry
-        or layer_name.startswith(entry if entry.endswith("_") else entry + "_")
-        for entry in group
-    )
-
-
-def set_trainable_blocks(backbone, unfreeze_groups, count):
-    """Makes the top `count` blocks of `backbone` trainable, except BatchNorm.
-
-    Args:
-        backbone: keras.Model. The backbone inside the classifier.
-        unfreeze_groups: tuple of tuples of str. Layer-name prefixes per
-            block, top first (`BackboneSpec.unfreeze_groups`).
-        count: int. Blocks to unfreeze; 0 freezes the whole backbone.
-
-    Example:
-
-    >>> set_trainable_blocks(backbone, spec.unfreeze_groups, 2)
-    """
-    check_unfreeze(unfreeze_groups, count)
-    if count == 0:
-        backbone.trainable = False
-        return
-    backbone.trainable = True
-    for layer in backbone.layers:
-        layer.trainable = any(
-            in_group(layer.name, group) for group in unfreeze_groups[:count]
-        ) and not isinstance(layer, keras.layers.BatchNormalization)
-
-
-def describe_plan(stages, classifier):
-    """Returns the staged plan as lines a person can read.
-
-    Args:
-        stages: sequence of `tfx_transfer.config.StageConfig`.
-        classifier: `tfx_transfer.classifier.Classifier`. For its blocks and
-            its kind of normalization.
-    """
-    unfreeze_groups = classifier.unfreeze_groups
-    lines = ["Training plan:"]
-    for number, stage in enumerate(stages, 1):
-        if stage.unfreeze == 0:
-            what = "head only, backbone frozen"
-        else:
-            names = ", ".join(
-                group[0].rstrip("_") for group in unfreeze_groups[: stage.unfreeze]
-            )
-            what = f"head + top {stage.unfreeze} backbone block(s) [{names}]"
-        if stage.optimizer == "lbfgs":
-            how = ("softmax head fitted by L-BFGS on cached features, its L2 strength "
-                   "chosen by validation log-loss")
-        else:
-            how = (f"learning rate {stage.learning_rate:g} ({stage.optimizer}); up to "
-                   f"{stage.epochs} epochs, early stopping after {stage.patience}")
-        lines.append(f"  stage {number} '{stage.name}': {what}; {how}")
-    lines.append(_NORMALIZATION_NOTES.get(classifier.normalization, ""))
-    lines.append("  A later stage is kept only if it beats the kept one on validation by "
-                 "more than one paired standard error.")
-    return "\n".join(line for line in lines if line)
-
-
-_NORMALIZATION_NOTES = {
-    "BatchNorm": "  BatchNorm layers stay frozen and in inference mode in every stage.",
-    "LayerNorm": (
-        "  LayerNorm layers train with their block; the encoder runs in "
-        "inference mode (no dropout) in every stage."
-    ),
-}
 
 
 def _stage_callbacks(stage, run_dir, verbose, backup=True):
@@ -242,6 +163,7 @@ def run_stages(
     callbacks=(),
     jit_compile=False,
     verbose=2,
+    refit=False,
 ):
     """Runs the staged plan on a classifier, resuming from `run_dir` if it can.
 
@@ -260,6 +182,11 @@ def run_stages(
             stage's own (checkpoints, early stopping, logs, backup).
         jit_compile: bool. XLA-compile the train step.
         verbose: int. Keras `fit` verbosity.
+        refit: bool. When the kept stage is an "lbfgs" head, fit it once
+            more on the training and validation features together, with
+            the C that validation chose: more data for the final head, at
+            the price of a validation score that is no longer held out
+            (the test split still is).
 
     Returns:
         A list of `StageResult`, one per stage, in order. On return the
@@ -319,7 +246,23 @@ def run_stages(
         if result.kept:
             best = result
             kept_weights = model.get_weights()
+    if refit and best is not None and "C" in best.settings and not best.settings.get("refit"):
+        cached = cached or features.cached_head(model, train_data, val_data, caching)
+        results[results.index(best)] = _refit_probe(cached, best, objective.class_weight)
+        model.save_weights(str(kept_path))
+        _write_state(run_dir, results)
     return results
+
+
+def _refit_probe(cached, result, class_weight):
+    """Fits the kept L-BFGS head again on train + val features, at its chosen C."""
+    both = [np.concatenate(parts) for parts in zip(cached.train_arrays, cached.val_arrays)]
+    C = result.settings["C"]
+    _, rows = probe.fit_dense_head(cached.head.get_layer("probabilities"), both,
+                                   cached.val_arrays, class_weight, grid=(C,))
+    print(f"Head '{result.name}' fitted again on training + validation features "
+          f"({rows} rows) at C={C:g}; its validation score is no longer held out.")
+    return dataclasses.replace(result, settings={**result.settings, "refit": True})
 
 
 def _probe_applies(head, on_features, stage):
@@ -339,14 +282,11 @@ def _fit_probe_stage(head, cached, stage, fitting):
     Like any stage it leaves `logs/<stage>.csv` (here one row per C tried)
     and `checkpoints/<stage>.weights.h5`.
     """
-    started, objective = time.time(), fitting.objective
-    layer = head.get_layer("probabilities")
-    train = probe.flatten_tokens(*cached.train_arrays)
-    val = probe.flatten_tokens(*cached.val_arrays)
-    fit = probe.fit_probe(train, val, layer.units, class_weight=objective.class_weight)
-    layer.set_weights([fit.kernel, fit.bias])
+    started = time.time()
+    fit, rows = probe.fit_dense_head(head.get_layer("probabilities"), cached.train_arrays,
+                                     cached.val_arrays, fitting.objective.class_weight)
     correct = selection.correctness(head, cached.val)
-    print(f"\nStage '{stage.name}': softmax head fitted by L-BFGS on {len(train[0])} "
+    print(f"\nStage '{stage.name}': softmax head fitted by L-BFGS on {rows} "
           f"cached feature rows in {time.time() - started:.0f} s; C={fit.C:g} chosen by "
           f"validation log-loss of C in {list(fit.scores)}")
     history = {
@@ -364,6 +304,7 @@ def _fit_probe_stage(head, cached, stage, fitting):
         name=stage.name, unfreeze=0, learning_rate=stage.learning_rate,
         trainable_weights=2, epochs_run=0, val_accuracy=float(np.mean(correct)),
         kept=False, history=history, settings={"C": fit.C},
+        trainable_params=int(fit.kernel.size + fit.bias.size),
     ), correct
 
 
@@ -407,4 +348,5 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
         val_accuracy=float(np.mean(correct)),
         kept=False,
         history=history,
+        trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
     ), correct

@@ -66,6 +66,7 @@ def make_image_dataset(
     augmentation=None,
     seed=42,
     cache=True,
+    deterministic=False,
 ):
     """Build a batched `tf.data.Dataset` of images and one-hot labels.
 
@@ -87,6 +88,9 @@ def make_image_dataset(
             training=True)` on each training batch.
         seed: int. seed of the shuffle.
         cache: bool. keep decoded images in memory after the first pass.
+        deterministic: bool. augment one batch at a time, so the random
+            draws fall on the same batches in every run (parallel calls
+            would take them in whatever order the threads run).
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: float32
@@ -140,6 +144,6 @@ def make_image_dataset(
     if training and augmentation is not None:
         dataset = dataset.map(
             lambda images, labels: (augmentation(images, training=True), labels),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            num_parallel_calls=None if deterministic else tf.data.AUTOTUNE,
         )
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -140,9 +140,16 @@ def format_report(header, data_report, stage_results, body):
     lines.append("Stages:")
     for result in stage_results:
         verdict = "kept" if result.kept else "discarded (no gain beyond the noise)"
+        gain = (f" (gain {result.gain:+.4f}, standard error {result.gain_standard_error:.4f})"
+                if result.gain_standard_error else "")
+        chose = "".join(f" {key}={value:g}" for key, value in result.settings.items()
+                        if not isinstance(value, bool))
+        if result.settings.get("refit"):
+            chose += ", then refitted on train + val"
         lines.append(
             f"  {result.name:<12} unfreeze={result.unfreeze:<3} "
-            f"epochs={result.epochs_run:<3} val_accuracy={result.val_accuracy:.4f}  {verdict}"
+            f"epochs={result.epochs_run:<3} val_accuracy={result.val_accuracy:.4f}{gain}  "
+            f"{verdict}{chose}"
         )
     return "\n".join(lines + ["", body.rstrip()]) + "\n"
 

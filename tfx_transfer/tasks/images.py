@@ -62,6 +62,7 @@ class ImagesTask(ClassificationTask):
                 training=split == "train",
                 augmentation=augmentation if split == "train" else None,
                 seed=config.data.seed,
+                deterministic=config.deterministic,
             )
             for split in ("train", "val", "test")
         ))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from tfx_transfer import export, features, precision, stages, tasks
 from tfx_transfer.config import RunConfig, load_config, save_config
@@ -74,6 +75,10 @@ def _run(task, config, run_dir, verbose):
     for stage in config.stages:
         stages.check_unfreeze(backbone.unfreeze_groups, stage.unfreeze)
     keras.utils.set_random_seed(config.data.seed)
+    if config.deterministic:
+        # Process-wide and one-way: TensorFlow offers no switch back.
+        tf.config.experimental.enable_op_determinism()
+        print("Deterministic: op determinism on, augmentation drawn in order.")
     run_dir = run_dir or new_run_dir(config)
     print(f"Run directory: {run_dir}")
 
@@ -87,7 +92,7 @@ def _run(task, config, run_dir, verbose):
         classifier, config.stages, datasets.train, datasets.val, run_dir,
         objective=task.objective(config, data),
         caching=feature_caching(task, config, data, backbone),
-        jit_compile=config.jit_compile, verbose=verbose,
+        jit_compile=config.jit_compile, verbose=verbose, refit=config.refit_head,
     )
 
     baseline_started = time.time()
