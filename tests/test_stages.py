@@ -157,3 +157,45 @@ def test_plan_names_the_backbones_own_normalization():
     text = stages.describe_plan(plan, classifier)
     assert "top 2 backbone block(s) [top, block15]" in text
     assert "BatchNorm layers stay frozen" in text and "LayerNorm" not in text
+
+
+def _colour_pipelines(colour_folder):
+    from tfx_transfer.data import folders, pipeline
+
+    data = folders.read_image_folder(colour_folder, val_fraction=0.3, test_fraction=0.1, seed=0)
+    return [pipeline.make_image_dataset(data.splits[name], SIZE, 8, 3, training=name == "train")
+            for name in ("train", "val")]
+
+
+def test_lbfgs_head_is_fitted_reproducibly_and_refit_on_train_and_val(colour_folder, tmp_path):
+    from tfx_transfer import features, probe
+
+    train, val = _colour_pipelines(colour_folder)
+    head = StageConfig(name="head", unfreeze=0, learning_rate=1e-3, epochs=5, optimizer="lbfgs")
+    caching = features.Caching(batch_size=8)
+    kernels = {}
+    for name, refit in (("a", False), ("b", False), ("c", True)):
+        classifier, _, model = lite0_classifier()
+        (result,) = stages.run_stages(classifier, [head], train, val, tmp_path / name,
+                                      objective=OBJECTIVE, caching=caching, refit=refit,
+                                      verbose=0)
+        kernels[name] = model.get_layer("probabilities").kernel.numpy()
+    assert result.settings["C"] in probe.C_GRID and result.settings["refit"]
+    assert result.val_accuracy == 1.0  # solid colours
+    assert result.epochs_run == 0 and result.trainable_params == kernels["a"].size + 3
+    np.testing.assert_array_equal(kernels["a"], kernels["b"])
+    assert not np.allclose(kernels["a"], kernels["c"])  # more data, another fit
+    rows = (tmp_path / "a" / "logs" / "head.csv").read_text().strip().splitlines()
+    assert rows[0] == "C,val_loss,val_accuracy" and len(rows) == 1 + len(probe.C_GRID)
+    assert (tmp_path / "a" / "checkpoints" / "head.weights.h5").is_file()
+    assert "L-BFGS" in stages.describe_plan([head], classifier)
+
+
+def test_lbfgs_without_cached_features_falls_back_to_adam(colour_folder, tmp_path, capsys):
+    train, val = _colour_pipelines(colour_folder)
+    head = StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=2, optimizer="lbfgs")
+    classifier, _, _ = lite0_classifier()
+    (result,) = stages.run_stages(classifier, [head], train, val, tmp_path,
+                                  objective=OBJECTIVE, verbose=0)
+    assert "does not apply; training with Adam" in capsys.readouterr().out
+    assert result.epochs_run == 2 and "C" not in result.settings
