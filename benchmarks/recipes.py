@@ -22,10 +22,8 @@ Dev sets:
 """
 
 import argparse
-import csv
 import gzip
 import json
-import random
 import struct
 import tempfile
 import time
@@ -33,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfx_transfer import train
+from tfx_transfer import bench, train
 from tfx_transfer.config import DataConfig, RunConfig, StageConfig
-from tfx_transfer.data import bundled, conll
 from tfx_transfer.tasks import defaults
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -94,22 +91,8 @@ def fashion_sets(root, count, per_class=(70, 15, 100), seed=0):
 
 
 def mentions_set(root, sizes=(150, 50, 300), seed=1):
-    """Writes the WNUT "names an entity?" split as train/val/test CSV files."""
-    groups = {"entity": [], "none": []}
-    for sentence in conll.read_conll(bundled.bundled_conll_path()):
-        label = "entity" if any(tag != "O" for tag in sentence.tags) else "none"
-        groups[label].append(" ".join(sentence.words))
-    for texts in groups.values():
-        random.Random(seed).shuffle(texts)
-    paths, offset = {}, 0
-    for split, per_class in zip(("train", "val", "test"), sizes):
-        paths[split] = str(Path(root) / f"mentions-{split}.csv")
-        with open(paths[split], "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["text", "label"])
-            for label, texts in groups.items():
-                writer.writerows([t, label] for t in texts[offset:offset + per_class])
-        offset += per_class
+    """The WNUT "names an entity?" split as train/val/test CSV files."""
+    paths = bench.write_mentions_splits(root, dict(zip(("train", "val", "test"), sizes)), seed)
     return {"mentions": DataConfig(path=paths["train"], val_path=paths["val"],
                                    test_path=paths["test"], sequence_length=48)}
 

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import random
 
 import keras
 import numpy as np
@@ -11,10 +10,9 @@ import tensorflow as tf
 
 import harness
 from conftest import serve_in_fresh_process
-from tfx_transfer import export, features, stages, tasks
+from tfx_transfer import bench, export, features, stages, tasks
 from tfx_transfer.backbones import WeightsUnavailableError
 from tfx_transfer.config import DataConfig, ModelConfig, RunConfig, StageConfig
-from tfx_transfer.data import bundled, conll
 from tfx_transfer.predict import Predictor
 from tfx_transfer.tasks import get_task
 
@@ -115,35 +113,11 @@ def test_accents_are_stripped_as_the_checkpoint_was_trained(prepared):
     assert tokenizer.token_to_id("[UNK]") not in accented
 
 
-def write_mentions_splits(folder, sizes, seed=1):
-    """Real tweets (bundled WNUT-16), labelled by whether annotators marked an entity.
-
-    Writes one CSV per split in `sizes` (split name -> tweets per class),
-    disjoint and in that order, and returns the paths by split name.
-    """
-    groups = {"entity": [], "none": []}
-    for sentence in conll.read_conll(bundled.bundled_conll_path()):
-        label = "entity" if any(tag != "O" for tag in sentence.tags) else "none"
-        groups[label].append(" ".join(sentence.words))
-    for texts in groups.values():
-        random.Random(seed).shuffle(texts)
-    paths, offset = {}, 0
-    for split, per_class in sizes.items():
-        paths[split] = str(folder / f"{split}.csv")
-        with open(paths[split], "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["text", "label"])
-            for label, texts in groups.items():
-                writer.writerows([t, label] for t in texts[offset:offset + per_class])
-        offset += per_class
-    return paths
-
-
 def test_fine_tuning_beats_the_frozen_encoder_on_a_small_real_split(prepared, tmp_path):
     # Whether a tweet names anything is a token-level question that mean
     # pooling of frozen features answers poorly; the top layers learn it.
     # (On BBC topics the frozen encoder is already near its ceiling.)
-    paths = write_mentions_splits(tmp_path, {"train": 100, "val": 100, "test": 10})
+    paths = bench.write_mentions_splits(tmp_path, {"train": 100, "val": 100, "test": 10})
     config = RunConfig(
         task="text",
         data=DataConfig(

@@ -5,15 +5,19 @@ a JSON-ready dict and a small table; `benchmarks/*.py` and
 `python -m tfx_transfer bench` print them.
 """
 
+import csv
 import dataclasses
+import random
 import tempfile
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from tfx_transfer import features, stages, tasks
 from tfx_transfer.config import DataConfig, RunConfig, StageConfig
+from tfx_transfer.data import bundled, conll
 from tfx_transfer.data.splits import Split
 
 
@@ -327,3 +331,42 @@ def format_table(result):
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         lines.append(f"{key:<{width}}  {shown}")
     return "\n".join(lines)
+
+
+def write_mentions_splits(folder, sizes, seed=1):
+    """Writes a real text dev set: bundled WNUT-16 tweets, "entity" or "none".
+
+    A tweet is labelled by whether annotators marked any entity in it, a
+    token-level question that mean pooling of frozen features answers
+    poorly, so fine-tuning has something to win (BBC News topics do not:
+    a frozen encoder is already near its ceiling there).
+
+    Args:
+        folder: str or Path. Where the CSV files go.
+        sizes: dict. Split name -> tweets per class, taken disjoint and in
+            that order.
+        seed: int. Seeds the shuffle of each class's tweets.
+
+    Returns:
+        A dict of split name -> CSV path (columns `text`, `label`).
+
+    Example:
+
+    >>> paths = write_mentions_splits("/tmp/m", {"train": 100, "val": 50, "test": 300})
+    """
+    groups = {"entity": [], "none": []}
+    for sentence in conll.read_conll(bundled.bundled_conll_path()):
+        label = "entity" if any(tag != "O" for tag in sentence.tags) else "none"
+        groups[label].append(" ".join(sentence.words))
+    for texts in groups.values():
+        random.Random(seed).shuffle(texts)
+    paths, offset = {}, 0
+    for split, per_class in sizes.items():
+        paths[split] = str(Path(folder) / f"{split}.csv")
+        with open(paths[split], "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            for label, texts in groups.items():
+                writer.writerows([t, label] for t in texts[offset:offset + per_class])
+        offset += per_class
+    return paths
