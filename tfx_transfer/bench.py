@@ -361,6 +361,7 @@ def write_mentions_splits(folder, sizes, seed=1):
     for texts in groups.values():
         random.Random(seed).shuffle(texts)
     paths, offset = {}, 0
+    Path(folder).mkdir(parents=True, exist_ok=True)
     for split, per_class in sizes.items():
         paths[split] = str(Path(folder) / f"{split}.csv")
         with open(paths[split], "w", newline="", encoding="utf-8") as f:
