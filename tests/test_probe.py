@@ -26,7 +26,7 @@ def test_probe_is_reproducible_and_chooses_C_by_validation_log_loss(digits):
     assert set(first.scores) == set(probe.C_GRID)
 
 
-def test_folded_standardisation_gives_sklearn_probabilities_on_raw_features(digits):
+def test_standardised_fit_gives_sklearn_probabilities_on_raw_features(digits):
     train, val, test = digits
     fit = probe.fit_probe(train, val, 10, grid=(0.1,))
     scaler = preprocessing.StandardScaler().fit(train[0])

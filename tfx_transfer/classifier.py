@@ -46,8 +46,37 @@ class Classifier:
         return None
 
 
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class Standardize(keras.layers.Layer):
+    """Subtracts a fixed mean and divides by a fixed scale, per feature.
+
+    The head's first layer. It starts as the identity; a head fitted on
+    cached features (`tfx_transfer.probe.fit_dense_head`) sets it to the
+    training features' statistics, so the softmax layer after it, and the
+    dropout before that, see features of mean 0 and variance 1 whatever
+    the backbone's scale. Its weights never train.
+
+    Example:
+
+    >>> layer = Standardize()
+    >>> layer(np.ones((2, 4))).shape
+    (2, 4)
+    """
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        self.mean = self.add_weight(shape=(dim,), initializer="zeros", trainable=False,
+                                    name="mean")
+        self.scale = self.add_weight(shape=(dim,), initializer="ones", trainable=False,
+                                     name="scale")
+
+    def call(self, inputs):
+        return (inputs - keras.ops.cast(self.mean, inputs.dtype)) / keras.ops.cast(
+            self.scale, inputs.dtype)
+
+
 def classification_head(features, num_classes, model_config):
-    """Applies dropout, an optional hidden layer and a softmax layer.
+    """Applies standardization, dropout, an optional hidden layer and a softmax layer.
 
     Args:
         features: KerasTensor `[batch, dim]`. Pooled backbone features.
@@ -65,7 +94,8 @@ def classification_head(features, num_classes, model_config):
     >>> probabilities = classification_head(features, 5, ModelConfig())
     """
     regularizer = keras.regularizers.L2(model_config.l2) if model_config.l2 else None
-    x = keras.layers.Dropout(model_config.dropout, name="head_dropout")(features)
+    x = Standardize(name="head_standardize")(features)
+    x = keras.layers.Dropout(model_config.dropout, name="head_dropout")(x)
     if model_config.hidden_units:
         x = keras.layers.Dense(
             model_config.hidden_units,

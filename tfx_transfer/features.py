@@ -27,7 +27,7 @@ import tensorflow as tf
 from tfx_transfer.data.pipeline import batched
 from tfx_transfer.feature_store import FeatureCache
 
-HEAD_LAYERS = ("head_dropout", "head_hidden", "probabilities")
+HEAD_LAYERS = ("head_standardize", "head_dropout", "head_hidden", "probabilities")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +127,8 @@ def split_classifier(model):
     """Splits a classifier into a feature extractor and a head sharing its layers.
 
     The classifier must end in the layers `tfx_transfer.heads` builds
-    ("head_dropout", an optional "head_hidden", "probabilities"), as every
+    ("head_standardize", "head_dropout", an optional "head_hidden",
+    "probabilities"), as every
     task's does.
 
     Args:
@@ -144,7 +145,8 @@ def split_classifier(model):
     >>> np.allclose(head(extractor(x)), model(x))
     True
     """
-    first = model.get_layer(HEAD_LAYERS[0])
+    names = {layer.name for layer in model.layers}
+    first = model.get_layer(next(name for name in HEAD_LAYERS if name in names))
     # The tensor that enters the head in the classifier's own graph; nodes
     # added by earlier splits come after it.
     features = first._inbound_nodes[0].input_tensors[0]

@@ -7,9 +7,10 @@ somewhere near the optimum. What is left to choose is how much to
 regularise, and that is chosen on the validation split by log-loss, a
 proper score that is far less noisy than accuracy on a hundred or so
 examples. The features are standardised for the fit (so one penalty suits
-features of different scales, as from several depths of a network), and
-the scaling is folded back into the kernel, so the fitted head is an
-ordinary Dense layer on the raw features. This is the linear probe of the
+features of different scales, as from several depths of a network); the
+head keeps that standardisation as its first layer
+(`tfx_transfer.classifier.Standardize`), so that dropout in later
+fine-tuning stages perturbs standardised features, as it would any head. This is the linear probe of the
 representation-learning literature, and the same code gives the image
 task's baseline.
 """
@@ -26,15 +27,19 @@ C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 @dataclasses.dataclass(frozen=True)
 class ProbeFit:
-    """A fitted softmax head, as Dense weights on the raw features.
+    """A fitted softmax head: standardisation, then Dense weights.
 
     Args:
-        kernel: float32 array `[dim, num_classes]`.
+        mean: float32 array `[dim]`. Training features' mean.
+        scale: float32 array `[dim]`. Their standard deviation (1 where 0).
+        kernel: float32 array `[dim, num_classes]`, on standardised features.
         bias: float32 array `[num_classes]`.
         C: float. The chosen inverse L2 strength.
         scores: dict. C -> {"val_loss", "val_accuracy"} for every C tried.
     """
 
+    mean: np.ndarray
+    scale: np.ndarray
     kernel: np.ndarray
     bias: np.ndarray
     C: float
@@ -42,7 +47,8 @@ class ProbeFit:
 
     def probabilities(self, features):
         """Softmax of the head's logits on raw features `[N, dim]`."""
-        logits = np.asarray(features, np.float64) @ self.kernel + self.bias
+        z = (np.asarray(features, np.float64) - self.mean) / self.scale
+        logits = z @ self.kernel + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
@@ -72,12 +78,14 @@ def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=
     x_val, y_val = np.asarray(val[0], np.float64), np.asarray(val[1])
     scaler = preprocessing.StandardScaler().fit(x)
     z = scaler.transform(x)
+    mean = scaler.mean_.astype(np.float32)
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0).astype(np.float32)
     present = np.unique(y)
     scores, best = {}, None
     for c in grid:
         model = _fit(z, y, c, class_weight, max_iter)
-        kernel, bias = _dense_weights(model, scaler, present, num_classes)
-        fit = ProbeFit(kernel, bias, c, {})
+        kernel, bias = _dense_weights(model, present, num_classes)
+        fit = ProbeFit(mean, scale, kernel, bias, c, {})
         probabilities = fit.probabilities(x_val)
         loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y_val)), y_val],
                                              1e-12, 1))))
@@ -98,17 +106,16 @@ def _fit(z, y, c, class_weight, max_iter):
     return model
 
 
-def _dense_weights(model, scaler, present, num_classes):
-    """Folds the standardisation into the coefficients: logits of the raw features."""
+def _dense_weights(model, present, num_classes):
+    """The coefficients as a softmax layer's kernel and bias, every class a column."""
     coef, intercept = model.coef_, model.intercept_
     if coef.shape[0] == 1:  # Binary: sklearn keeps one logit; softmax([0, z]) = sigmoid(z).
         coef = np.vstack([np.zeros_like(coef), coef])
         intercept = np.array([0.0, intercept[0]])
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
     kernel = np.zeros((coef.shape[1], num_classes))
     bias = np.full(num_classes, -30.0)
-    kernel[:, present] = (coef / scale).T
-    bias[present] = intercept - (coef / scale) @ scaler.mean_
+    kernel[:, present] = coef.T
+    bias[present] = intercept
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
@@ -134,11 +141,12 @@ def flatten_tokens(features, labels, weights=None):
     return features[keep], labels[keep]
 
 
-def fit_dense_head(layer, train_arrays, val_arrays, class_weight=None, grid=C_GRID):
-    """Fits a Dense softmax layer in place on cached feature arrays.
+def fit_dense_head(head, train_arrays, val_arrays, class_weight=None, grid=C_GRID):
+    """Fits a head's "head_standardize" and "probabilities" layers on cached features.
 
     Args:
-        layer: keras.layers.Dense. The head's "probabilities" layer.
+        head: keras.Model. The head on features
+            (`tfx_transfer.features.split_classifier`).
         train_arrays: tuple. (features, labels[, sample weights]), as
             `tfx_transfer.features.extract` returns them.
         val_arrays: tuple. The same for validation, which chooses C.
@@ -149,6 +157,8 @@ def fit_dense_head(layer, train_arrays, val_arrays, class_weight=None, grid=C_GR
         A tuple (`ProbeFit`, number of training rows).
     """
     train, val = flatten_tokens(*train_arrays), flatten_tokens(*val_arrays)
+    layer = head.get_layer("probabilities")
     fit = fit_probe(train, val, layer.units, class_weight=class_weight, grid=grid)
+    head.get_layer("head_standardize").set_weights([fit.mean, fit.scale])
     layer.set_weights([fit.kernel, fit.bias])
     return fit, len(train[0])

@@ -258,8 +258,8 @@ def _refit_probe(cached, result, class_weight):
     """Fits the kept L-BFGS head again on train + val features, at its chosen C."""
     both = [np.concatenate(parts) for parts in zip(cached.train_arrays, cached.val_arrays)]
     C = result.settings["C"]
-    _, rows = probe.fit_dense_head(cached.head.get_layer("probabilities"), both,
-                                   cached.val_arrays, class_weight, grid=(C,))
+    _, rows = probe.fit_dense_head(cached.head, both, cached.val_arrays, class_weight,
+                                   grid=(C,))
     print(f"Head '{result.name}' fitted again on training + validation features "
           f"({rows} rows) at C={C:g}; its validation score is no longer held out.")
     return dataclasses.replace(result, settings={**result.settings, "refit": True})
@@ -283,8 +283,8 @@ def _fit_probe_stage(head, cached, stage, fitting):
     and `checkpoints/<stage>.weights.h5`.
     """
     started = time.time()
-    fit, rows = probe.fit_dense_head(head.get_layer("probabilities"), cached.train_arrays,
-                                     cached.val_arrays, fitting.objective.class_weight)
+    fit, rows = probe.fit_dense_head(head, cached.train_arrays, cached.val_arrays,
+                                     fitting.objective.class_weight)
     correct = selection.correctness(head, cached.val)
     print(f"\nStage '{stage.name}': softmax head fitted by L-BFGS on {rows} "
           f"cached feature rows in {time.time() - started:.0f} s; C={fit.C:g} chosen by "
