@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from sklearn import datasets, linear_model, preprocessing
+from sklearn import datasets, linear_model
 
 from tfx_transfer import probe
 from tfx_transfer.evaluate import baselines
@@ -29,12 +29,22 @@ def test_probe_is_reproducible_and_chooses_C_by_validation_log_loss(digits):
 def test_standardised_fit_gives_sklearn_probabilities_on_raw_features(digits):
     train, val, test = digits
     fit = probe.fit_probe(train, val, 10, grid=(0.1,))
-    scaler = preprocessing.StandardScaler().fit(train[0])
+    mean, scale = probe.standardization(train[0])
     reference = linear_model.LogisticRegression(C=0.1, max_iter=300).fit(
-        scaler.transform(train[0]), train[1])
+        (train[0] - mean) / scale, train[1])
     np.testing.assert_allclose(fit.probabilities(test[0]),
-                               reference.predict_proba(scaler.transform(test[0])), atol=1e-5)
+                               reference.predict_proba((test[0] - mean) / scale), atol=1e-5)
     assert np.mean(fit.probabilities(test[0]).argmax(1) == test[1]) > 0.93
+
+
+def test_near_constant_features_are_not_amplified():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 8))
+    features[:, 0] = 3.0 + 1e-30 * rng.normal(size=200)  # a dead dimension
+    features[:, 1] = 0.0
+    mean, scale = probe.standardization(features)
+    assert scale[0] == scale[1] == pytest.approx(0.1 * np.median(features.std(axis=0)), rel=0.2)
+    assert np.all(scale[2:] > 0.5)
 
 
 def test_binary_and_missing_classes_map_onto_a_softmax_layer(digits):

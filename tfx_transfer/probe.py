@@ -19,7 +19,7 @@ import dataclasses
 import warnings
 
 import numpy as np
-from sklearn import exceptions, linear_model, preprocessing
+from sklearn import exceptions, linear_model
 
 # Inverse L2 strengths tried; 1/C is the penalty per standardised feature.
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -76,10 +76,8 @@ def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=
     """
     x, y = np.asarray(train[0], np.float64), np.asarray(train[1])
     x_val, y_val = np.asarray(val[0], np.float64), np.asarray(val[1])
-    scaler = preprocessing.StandardScaler().fit(x)
-    z = scaler.transform(x)
-    mean = scaler.mean_.astype(np.float32)
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0).astype(np.float32)
+    mean, scale = standardization(x)
+    z = (x - mean) / scale
     present = np.unique(y)
     scores, best = {}, None
     for c in grid:
@@ -94,6 +92,24 @@ def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=
         if best is None or loss < scores[best.C]["val_loss"]:
             best = fit
     return dataclasses.replace(best, scores=scores)
+
+
+def standardization(features, floor=0.1):
+    """Per-feature mean and scale, the scale floored at `floor` times the median one.
+
+    A feature that is (nearly) constant over the training set, as some
+    dimensions of a pooled encoder output are, would get a scale near 0:
+    harmless for the fit, but in fine-tuning, where the feature starts to
+    move, dividing by it blows the gradients up to inf. The floor bounds
+    how much more any feature is amplified than a typical one.
+
+    Returns:
+        A tuple of float32 arrays (mean `[dim]`, scale `[dim]`).
+    """
+    mean, std = features.mean(axis=0), features.std(axis=0)
+    median = float(np.median(std))
+    scale = np.maximum(std, floor * median) if median > 0 else np.where(std > 0, std, 1.0)
+    return mean.astype(np.float32), scale.astype(np.float32)
 
 
 def _fit(z, y, c, class_weight, max_iter):
