@@ -48,7 +48,7 @@ def variants(task):
     """Variant name -> stage plan; "default" is the task's own."""
     plan = defaults.DEFAULTS[task].stages
     head = _head(task)
-    found = {"default": plan, "head_only": (head,)}
+    found = {"default": plan, "head_only": (head,), "head_no_refit": (head,)}
     if task == "images":
         found["ft2_lr1e-4_x4"] = (head, StageConfig("fine_tune", 2, 1e-4, 4, patience=2))
         found["ft4_lr3e-5_x6"] = (head, StageConfig("fine_tune", 4, 3e-5, 6, patience=2))
@@ -136,7 +136,8 @@ def main():
     for name, data in sets.items():
         for variant, plan in chosen.items():
             config = RunConfig(task=args.task, output_dir=str(root / "runs"),
-                               run_name=f"{name}-{variant}", data=data, stages=plan)
+                               run_name=f"{name}-{variant}", data=data, stages=plan,
+                               refit_head=variant != "head_no_refit")
             started = time.time()
             result = train.run(config, verbose=0)
             rows.append(row(name, variant, result, time.time() - started))
