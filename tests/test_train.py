@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import harness
-from tfx_transfer import backbones, cli, startup
+from tfx_transfer import backbones, classifier, cli, startup
 from tfx_transfer.config import DataConfig, RunConfig, save_config
 
 SIZE = 64
@@ -118,7 +118,7 @@ def test_two_deterministic_seeded_runs_give_identical_weights(colour_folder, tmp
              "--run-name", name, "--deterministic", "--quiet"],
             check=True, capture_output=True, timeout=300,
         )
-        assert backbones.ImagePreprocessing  # registers the layer for loading
+        assert backbones.ImagePreprocessing and classifier.Standardize  # registered for loading
         model = keras.saving.load_model(tmp_path / name / "model.keras")
         weights.append(model.get_weights())
     assert len(weights[0]) == len(weights[1]) > 0
