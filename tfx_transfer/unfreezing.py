@@ -76,6 +76,8 @@ def describe_plan(stages, classifier):
         if stage.optimizer == "lbfgs":
             how = ("softmax head fitted by L-BFGS on cached features, its L2 strength "
                    "chosen by validation log-loss")
+        elif stage.epochs == 0:
+            how = "off (0 epochs; --fine-tune-epochs N turns it on)"
         else:
             how = (f"learning rate {stage.learning_rate:g} ({stage.optimizer}); up to "
                    f"{stage.epochs} epochs, early stopping after {stage.patience}")
