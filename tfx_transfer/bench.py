@@ -235,7 +235,8 @@ def serving_latency(image_size=None, repeats=30, batch_size=32, seed=42):
             return np.percentile(times, 50), np.percentile(times, 95)
 
         served = latencies(lambda: serve(image_bytes=tf.constant([jpeg]))["label"].numpy())
-        backbone_only = latencies(lambda: bare(image).numpy())
+        # A multi-depth backbone returns one map per depth; all are computed.
+        backbone_only = latencies(lambda: [t.numpy() for t in tf.nest.flatten(bare(image))])
         batch = tf.constant([jpeg] * batch_size)
         serve(image_bytes=batch)
         started = time.perf_counter()
