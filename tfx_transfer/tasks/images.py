@@ -8,9 +8,10 @@ adds decoding and resizing in front, so a client sends encoded bytes.
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from tfx_transfer import backbones, features, probe
+from tfx_transfer import backbones
 from tfx_transfer.classifier import Classifier, classification_head
 from tfx_transfer.data import augment, bundled, folders, pipeline
 from tfx_transfer.evaluate import baselines
@@ -94,11 +95,11 @@ class ImagesTask(ClassificationTask):
         x = keras.layers.GlobalAveragePooling2D()(network(x, training=False))
         extractor = keras.Model(pixels, x)
         splits = {
-            split: probe.flatten_tokens(*features.extract(extractor, pipeline.make_image_dataset(
+            split: (extractor.predict(pipeline.make_image_dataset(
                 data.splits[split], image_size=backbone.image_size,
                 batch_size=config.data.batch_size, num_classes=len(data.class_names),
                 training=False, cache=False,
-            )))
+            ), verbose=0), np.asarray(data.splits[split].labels))
             for split in ("train", "val", "test")
         }
         return baselines.feature_probe(
