@@ -27,6 +27,10 @@ _STARTUP_NOISE = (
     r".*cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine",
     r".*cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized",
     r"To enable the following instructions: .* rebuild TensorFlow",
+    # Any INFO line absl writes before its logging is initialised ("I0000
+    # 00:00:..."), such as oneDNN's "custom operations are on" on CPUs that
+    # have it: the default level 2 means no INFO, which absl ignores here.
+    r"I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] ",
 )
 _NO_GPU_NOISE = (r".*cuda_platform\.cc:\d+\] failed call to cuInit",)
 
