@@ -6,7 +6,7 @@ from seqeval.metrics import classification_report
 from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.reporters import StringReporter
 
-from tfx_transfer.evaluate.intervals import bootstrap_interval
+from tfx_transfer.evaluate.intervals import bootstrap_interval, verdict
 
 AVERAGES = ("micro", "macro", "weighted")
 
@@ -209,5 +209,5 @@ def compare_micro_f1(true_tag_sequences, model_tags, baseline_tags, seed=0):
     low, high = bootstrap_interval(
         lambda index: micro_f1(model[index]) - micro_f1(baseline[index]), len(model), seed=seed
     )
-    verdict = "beats" if low > 0 else "is worse than" if high < 0 else "does not beat"
-    return {"metric": "micro_f1", "gain": gain, "interval": [low, high], "verdict": verdict}
+    return {"metric": "micro_f1", "gain": gain, "interval": [low, high],
+            "verdict": verdict((low, high))}

@@ -97,3 +97,15 @@ def paired_standard_error(correct_a, correct_b):
     if difference.size < 2:
         return float(difference.mean()) if difference.size else 0.0, float("inf")
     return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(difference.size))
+
+
+def verdict(interval):
+    """Says where a gain's 95% interval lies: "beats", "does not beat" or "is worse than".
+
+    Example:
+
+    >>> verdict((0.01, 0.05)), verdict((-0.02, 0.03))
+    ('beats', 'does not beat')
+    """
+    low, high = interval
+    return "beats" if low > 0 else "is worse than" if high < 0 else "does not beat"

@@ -13,6 +13,7 @@ from sklearn import metrics as sk_metrics
 from tfx_transfer.evaluate.intervals import (
     bootstrap_interval,
     paired_standard_error,
+    verdict,
     wilson_interval,
 )
 from tfx_transfer.evaluate.plots import plot_training_curves
@@ -105,8 +106,8 @@ def compare_to_baseline(model_correct, baseline_correct, metric="accuracy"):
     """
     gain, error = paired_standard_error(baseline_correct, model_correct)
     low, high = gain - Z95 * error, gain + Z95 * error
-    verdict = "beats" if low > 0 else "is worse than" if high < 0 else "does not beat"
-    return {"metric": metric, "gain": gain, "interval": [low, high], "verdict": verdict}
+    return {"metric": metric, "gain": gain, "interval": [low, high],
+            "verdict": verdict((low, high))}
 
 
 def baseline_text(baseline_metrics, comparison, score, interval):
@@ -139,7 +140,7 @@ def format_report(header, data_report, stage_results, body):
     lines.append("")
     lines.append("Stages:")
     for result in stage_results:
-        verdict = "kept" if result.kept else "discarded (no gain beyond the noise)"
+        outcome = "kept" if result.kept else "discarded (no gain beyond the noise)"
         gain = (f" (gain {result.gain:+.4f}, standard error {result.gain_standard_error:.4f})"
                 if result.gain_standard_error else "")
         chose = "".join(f" {key}={value:g}" for key, value in result.settings.items()
@@ -149,7 +150,7 @@ def format_report(header, data_report, stage_results, body):
         lines.append(
             f"  {result.name:<12} unfreeze={result.unfreeze:<3} "
             f"epochs={result.epochs_run:<3} val_accuracy={result.val_accuracy:.4f}{gain}  "
-            f"{verdict}{chose}"
+            f"{outcome}{chose}"
         )
     return "\n".join(lines + ["", body.rstrip()]) + "\n"
 
