@@ -47,7 +47,7 @@ def bio_constraints(tag_names):
     return start, transitions
 
 
-def constrained_decode(probabilities, lengths, tag_names):
+def constrained_decode(probabilities, lengths, tag_names, transition_scores=None):
     """Returns the most probable BIO-valid tag ids of each sentence.
 
     Args:
@@ -55,6 +55,11 @@ def constrained_decode(probabilities, lengths, tag_names):
             probabilities, sentences padded to W words.
         lengths: int tensor `[N]`. Real words per sentence.
         tag_names: sequence of str. The T tags, "O" / "B-x" / "I-x".
+        transition_scores: None, or a tuple of float arrays (start `[T]`,
+            transitions `[T, T]`) of log-scores added to every path's
+            first tag and to each step from tag i to tag j (a CRF's
+            transition potentials). None adds nothing: the BIO
+            constraints alone.
 
     Returns:
         An int32 tensor `[N, W]` of tag ids; positions past a sentence's
@@ -66,8 +71,10 @@ def constrained_decode(probabilities, lengths, tag_names):
     array([[1]], dtype=int32)
     """
     start_ok, transitions_ok = bio_constraints(tag_names)
-    start = tf.constant(np.where(start_ok, 0.0, FORBIDDEN), tf.float32)
-    transitions = tf.constant(np.where(transitions_ok, 0.0, FORBIDDEN), tf.float32)
+    start, transitions = np.where(start_ok, 0.0, FORBIDDEN), np.where(transitions_ok, 0.0, FORBIDDEN)
+    if transition_scores is not None:
+        start, transitions = start + transition_scores[0], transitions + transition_scores[1]
+    start, transitions = tf.constant(start, tf.float32), tf.constant(transitions, tf.float32)
     probabilities = tf.convert_to_tensor(probabilities, tf.float32)
     lengths = tf.cast(lengths, tf.int32)
     width = tf.shape(probabilities)[1]

@@ -195,14 +195,31 @@ def predict_tags(classifier, sentences, tag_names):
     >>> predict_tags(classifier, [["Barack", "Obama", "visited", "Paris"]], tag_names)
     [['B-person', 'I-person', 'O', 'B-geo-loc']]
     """
+    padded, lengths = word_probabilities(classifier, sentences, len(tag_names))
+    return decode_tags(padded, lengths, tag_names)
+
+
+def word_probabilities(classifier, sentences, num_tags):
+    """Each word's tag probabilities, read at its first wordpiece.
+
+    Returns:
+        A tuple (probabilities `[N, W, num_tags]`, zero past each
+        sentence's end; lengths, a list of N word counts).
+    """
     chunks = tokenize(classifier.preprocessor, sentences)
     probabilities = classifier.model.predict(chunks.features(), batch_size=64, verbose=0)
     per_word = alignment.word_predictions(
         probabilities, chunks.first_piece_index, chunks.sentence_index
     )
     lengths = [len(words) for words in per_word]
-    padded = np.zeros((len(per_word), max(lengths, default=0), len(tag_names)), np.float32)
+    padded = np.zeros((len(per_word), max(lengths, default=0), num_tags), np.float32)
     for row, words in enumerate(per_word):
         padded[row, : len(words)] = words
-    best = decoding.constrained_decode(padded, lengths, tag_names).numpy()
+    return padded, lengths
+
+
+def decode_tags(probabilities, lengths, tag_names, transition_scores=None):
+    """The most probable BIO-valid tags of each sentence, as lists of tag names."""
+    best = decoding.constrained_decode(probabilities, lengths, tag_names,
+                                       transition_scores).numpy()
     return [[tag_names[i] for i in best[row, :length]] for row, length in enumerate(lengths)]
