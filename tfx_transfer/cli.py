@@ -13,9 +13,10 @@ from pathlib import Path
 
 import click
 
-from tfx_transfer import __version__
+from tfx_transfer import __version__, startup
 from tfx_transfer.config import (
     MIXED_PRECISION,
+    STRATEGIES,
     AugmentConfig,
     DataConfig,
     ModelConfig,
@@ -51,6 +52,8 @@ _FIELD_FLAGS = {
     "feature_views": "feature_views",
     "refit_head": "refit_head",
     "deterministic": "deterministic",
+    "strategy": "strategy",
+    "tpu": "tpu",
     "text_column": "data.text_column",
     "label_column": "data.label_column",
     "sequence_length": "data.sequence_length",
@@ -281,6 +284,13 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 @click.option("--deterministic/--no-deterministic", default=None,
               help="Identical weights from identical seeded runs (op determinism, "
                    "sequential augmentation); slower. " + _field_default("deterministic"))
+@click.option("--strategy", type=click.Choice(STRATEGIES),
+              help="tf.distribute strategy; auto: a TPU if one is named (--tpu, TPU_NAME, "
+                   "COLAB_TPU_ADDR), multi-worker if TF_CONFIG names several workers, "
+                   "mirrored over several GPUs, else the default. --batch-size is per "
+                   "replica. " + _field_default("strategy"))
+@click.option("--tpu", help="The TPU for --strategy tpu: 'local' on a TPU VM or Colab, "
+                            "or an address such as grpc://HOST:8470.")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Resume an interrupted run from its directory (uses its config.yaml).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
@@ -300,6 +310,7 @@ def train_command(config_path, resume_dir, quiet, **flags):
     try:
         # The config is checked in full before TensorFlow is even imported.
         config = None if resume_dir else config_from_flags(config_path, flags)
+        startup.prepare_replicas((config or _resumed_config(resume_dir)).strategy)
         pipeline = _import("tfx_transfer.train.pipeline")
         pipeline.run(config, run_dir=resume_dir, verbose=verbose)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
@@ -378,11 +389,15 @@ def bench_command(task, per_class, epochs, image_size, sequence_length, json_pat
         Path(json_path).write_text(json.dumps(results, indent=2))
 
 
+def _resumed_config(run_dir):
+    """The config.yaml of a run directory to resume (checked again by `run`)."""
+    path = Path(run_dir) / "config.yaml"
+    return load_config(path) if path.is_file() else RunConfig()
+
+
 def _import(module):
     """Imports a module that needs TensorFlow, with TensorFlow's start-up noise dropped."""
     import importlib
-
-    from tfx_transfer import startup
 
     startup.import_tensorflow()
     return importlib.import_module(module)

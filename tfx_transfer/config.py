@@ -19,6 +19,8 @@ import yaml
 MIXED_PRECISION = ("off", "float16", "bfloat16")
 # `StageConfig.optimizer` values; `tfx_transfer.stages` builds them.
 OPTIMIZERS = ("adam", "adamw", "lbfgs")
+# `RunConfig.strategy` values; `tfx_transfer.distribute` creates them.
+STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 
 
 def check_fractions(val_fraction, test_fraction, allow_empty=False, prefix=""):
@@ -101,11 +103,6 @@ class DataConfig:
     test_path: str | None = None
 
     def __post_init__(self):
-        if self.sequence_length is not None and self.sequence_length < 8:
-            raise ValueError(
-                "`data.sequence_length` must be >= 8. Received: "
-                f"sequence_length={self.sequence_length}"
-            )
         if None not in (self.val_fraction, self.test_fraction):
             # Otherwise task defaults fill them in (`RunConfig.resolved`).
             check_fractions(self.val_fraction, self.test_fraction, prefix="data.")
@@ -114,6 +111,9 @@ class DataConfig:
                                   f"batch_size={self.batch_size}"),
             (self.image_size is not None and self.image_size < 32,
              f"`data.image_size` must be >= 32. Received: image_size={self.image_size}"),
+            (self.sequence_length is not None and self.sequence_length < 8,
+             f"`data.sequence_length` must be >= 8. Received: "
+             f"sequence_length={self.sequence_length}"),
         ):
             if failed:
                 raise ValueError(message)
@@ -166,16 +166,10 @@ class ModelConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self):
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(
-                f"`model.dropout` must be in [0, 1). Received: "
-                f"dropout={self.dropout}"
-            )
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(
-                "`model.label_smoothing` must be in [0, 1). Received: "
-                f"label_smoothing={self.label_smoothing}"
-            )
+        for name in ("dropout", "label_smoothing"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"`model.{name}` must be in [0, 1). "
+                                 f"Received: {name}={getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +249,11 @@ class RunConfig:
             once more on train + val features at the C validation chose.
         deterministic: bool. Seeded runs give identical weights: op
             determinism and sequential augmentation (slower).
+        strategy: str. The `tf.distribute` strategy, one of `STRATEGIES`
+            (`tfx_transfer.distribute`); "auto" picks from the devices,
+            TF_CONFIG and a TPU's environment.
+        tpu: str or None. The TPU for "tpu": "local" on a TPU VM, or an
+            address such as "grpc://10.0.0.2:8470".
         data: DataConfig.
         augment: AugmentConfig.
         model: ModelConfig.
@@ -272,6 +271,8 @@ class RunConfig:
     feature_cache: bool = True
     refit_head: bool = True
     deterministic: bool = False
+    strategy: str = "auto"
+    tpu: str | None = None
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()
@@ -280,11 +281,10 @@ class RunConfig:
     def __post_init__(self):
         if not isinstance(self.task, str) or not self.task:
             raise ValueError(f"`task` must be a task name. Received: task={self.task!r}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(
-                f"`mixed_precision` must be one of {MIXED_PRECISION}. "
-                f"Received: mixed_precision={self.mixed_precision!r}"
-            )
+        for name, allowed in (("mixed_precision", MIXED_PRECISION), ("strategy", STRATEGIES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}. "
+                                 f"Received: {name}={getattr(self, name)!r}")
         if self.feature_views < 1:
             raise ValueError(
                 f"`feature_views` must be >= 1. Received: feature_views={self.feature_views}"

@@ -14,7 +14,7 @@ def build_optimizer(stage, steps_per_epoch):
     Returns:
         A `keras.optimizers.Optimizer`.
     """
-    if stage.optimizer == "adam":
+    if stage.optimizer in ("adam", "lbfgs"):  # "lbfgs" here: its fallback, when it cannot fit.
         return keras.optimizers.Adam(stage.learning_rate)
     total = max(1, stage.epochs * steps_per_epoch)
     warmup = int(stage.warmup_fraction * total)

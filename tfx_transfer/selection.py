@@ -81,14 +81,17 @@ def correctness(model, dataset):
     Returns:
         A float array with one entry per scored unit, in dataset order.
     """
-    scores = []
+    # `predict`, not `predict_on_batch`, which under a MirroredStrategy
+    # gives every replica the whole batch and returns the copies.
+    predicted = np.argmax(model.predict(dataset, verbose=0), axis=-1)
+    scores, start = [], 0
     for batch in dataset:
-        inputs, labels, *weights = batch
-        predicted = np.argmax(model.predict_on_batch(inputs), axis=-1)
+        _, labels, *weights = batch
         labels = np.asarray(labels)
         if labels.ndim > predicted.ndim:
             labels = labels.argmax(axis=-1)
-        right = (predicted == labels).astype(np.float32)
+        right = (predicted[start:start + len(labels)] == labels).astype(np.float32)
+        start += len(labels)
         if weights:
             right = right[np.asarray(weights[0]) > 0]
         scores.append(right.reshape(-1))

@@ -322,7 +322,8 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
     trainable = len(model.trainable_weights)
     print(
         f"\nStage '{stage.name}': {trainable} trainable weight tensors, "
-        f"{stage.optimizer}, learning rate {stage.learning_rate:g}"
+        f"{'adam' if stage.optimizer == 'lbfgs' else stage.optimizer}, "
+        f"learning rate {stage.learning_rate:g}"
     )
     history = {}
     if stage.epochs > 0:

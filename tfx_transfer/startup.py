@@ -40,6 +40,26 @@ def set_environment_defaults():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def prepare_replicas(strategy):
+    """Turns oneDNN off before TensorFlow starts when a run may split batches over replicas.
+
+    A replica gets an empty batch when the last batch of a split is smaller
+    than the replica count, and oneDNN's CPU `Conv2D` returns its input
+    unchanged on an empty batch (checked with TF 2.21: `Conv2D(32, 3)` on
+    `[0, 64, 64, 3]` gives `[0, 64, 64, 3]`), which breaks the next layer.
+    TensorFlow's own CPU kernels are right. Only CPU kernels change: on GPUs
+    the model runs in cuDNN either way. A user's own `TF_ENABLE_ONEDNN_OPTS`
+    wins.
+
+    Args:
+        strategy: str. The run's `--strategy`.
+    """
+    several = strategy in ("mirrored", "multiworker") or (
+        strategy == "auto" and os.environ.get("TF_CONFIG", "").strip())
+    if several and "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
 def has_nvidia_device():
     """Whether the machine has an NVIDIA driver loaded (then cuInit errors are real)."""
     return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidia0")

@@ -33,11 +33,10 @@ def predict_dataset(model, dataset):
     Returns:
         A tuple of int array `[N]` and float array `[N, C]`.
     """
-    labels, probabilities = [], []
-    for images, one_hot in dataset:
-        probabilities.append(model.predict_on_batch(images))
-        labels.append(np.argmax(one_hot, axis=-1))
-    return np.concatenate(labels), np.concatenate(probabilities)
+    # `predict`, not `predict_on_batch`: see `tfx_transfer.selection.correctness`.
+    probabilities = model.predict(dataset, verbose=0)
+    labels = [np.argmax(one_hot, axis=-1) for _, one_hot in dataset]
+    return np.concatenate(labels), probabilities
 
 
 def classification_metrics(y_true, probabilities, class_names):

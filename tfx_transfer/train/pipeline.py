@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfx_transfer import export, features, precision, stages, tasks
+from tfx_transfer import distribute, export, features, precision, stages, tasks
 from tfx_transfer.config import RunConfig, load_config, save_config
 from tfx_transfer.files import cache_dir
 
@@ -63,12 +63,17 @@ def run(config=None, run_dir=None, verbose=2):
     config = resume_config(run_dir) if run_dir is not None else (config or RunConfig())
     task = tasks.get_task(config.task)
     config = config.resolved(task.defaults)
-    # Layers take the policy when they are built; restored on return.
-    with precision.dtype_policy(config.mixed_precision):
-        return _run(task, config, Path(run_dir) if run_dir else None, verbose)
+    # Before anything else touches the devices: a multi-worker strategy sets
+    # up its collective ops, a TPU its system, ahead of the first op.
+    distribution = distribute.create(config.strategy, config.tpu)
+    print(distribution.describe(config.data.batch_size))
+    # Layers take the policy when they are built; restored on return. Every
+    # variable (backbone, head, optimizer, metrics) is created in the scope.
+    with precision.dtype_policy(config.mixed_precision), distribution.strategy.scope():
+        return _run(task, config, Path(run_dir) if run_dir else None, verbose, distribution)
 
 
-def _run(task, config, run_dir, verbose):
+def _run(task, config, run_dir, verbose, distribution):
     started = time.time()
     # The backbone and its weights first: a missing download fails before any data is read.
     backbone = task.prepare_backbone(config)
@@ -81,6 +86,8 @@ def _run(task, config, run_dir, verbose):
         print("Deterministic: op determinism on, augmentation drawn in order.")
     run_dir = run_dir or new_run_dir(config)
     print(f"Run directory: {run_dir}")
+    # config.yaml keeps the per-replica batch; the pipelines batch for all replicas.
+    config = distribute.with_global_batch(config, distribution)
 
     data = task.read_data(config.data)
     datasets = task.make_datasets(data, config, backbone)
