@@ -189,8 +189,13 @@ def create(requested="auto", tpu=None):
                 'task, e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                 '"task": {"type": "worker", "index": 0}}.'
             )
-        _check_cpu_kernels(replica_devices())
+        # Listing logical devices would start the runtime, which must not
+        # run before the collectives are configured: physical ones only.
+        _check_cpu_kernels([] if tf.config.list_physical_devices("GPU") else ["CPU"])
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        from tfx_transfer import multiworker  # Keras internals, needed only here.
+
+        multiworker.patch_keras_trainer()
         task = spec["task"]
         return Distribution(name, strategy, reason, is_chief=is_chief(spec),
                             worker_index=int(task.get("index", 0)), num_workers=num_workers(spec))

@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfx_transfer import distribute, export, features, precision, stages, tasks
+from tfx_transfer import distribute, export, features, multiworker, precision, stages, tasks
 from tfx_transfer.config import RunConfig, load_config, save_config
 from tfx_transfer.files import cache_dir
 
@@ -63,6 +63,10 @@ def run(config=None, run_dir=None, verbose=2):
     config = resume_config(run_dir) if run_dir is not None else (config or RunConfig())
     task = tasks.get_task(config.task)
     config = config.resolved(task.defaults)
+    if (distribute.resolve(config.strategy, config.tpu)[0] == "multiworker"
+            and run_dir is None and not config.run_name):
+        raise ValueError("A multi-worker run needs --run-name, the same on every worker, so "
+                         "that relaunched workers find the run to resume.")
     # Before anything else touches the devices: a multi-worker strategy sets
     # up its collective ops, a TPU its system, ahead of the first op.
     distribution = distribute.create(config.strategy, config.tpu)
@@ -84,13 +88,17 @@ def _run(task, config, run_dir, verbose, distribution):
         # Process-wide and one-way: TensorFlow offers no switch back.
         tf.config.experimental.enable_op_determinism()
         print("Deterministic: op determinism on, augmentation drawn in order.")
-    run_dir = run_dir or new_run_dir(config)
+    run_dir = prepare_run_dir(config, run_dir, distribution)
     print(f"Run directory: {run_dir}")
     # config.yaml keeps the per-replica batch; the pipelines batch for all replicas.
     config = distribute.with_global_batch(config, distribution)
 
     data = task.read_data(config.data)
     datasets = task.make_datasets(data, config, backbone)
+    if distribution.num_workers > 1:
+        datasets = dataclasses.replace(datasets, **{
+            split: multiworker.shard_by_data(getattr(datasets, split))
+            for split in ("train", "val", "test")})
     data_report = write_data_report(run_dir, data, datasets)
 
     classifier = task.build_classifier(backbone, data.num_classes, config.model)
@@ -118,7 +126,27 @@ def _run(task, config, run_dir, verbose, distribution):
     )
     print(f"\n{report}\nFinished in {time.time() - started:.0f} s.\n"
           f"Exported SavedModel: {saved_model}")
+    if distribution.num_workers > 1:
+        # Synchronous training: every worker must print the same fingerprint.
+        print(f"Worker {distribution.worker_index} of {distribution.num_workers}: weights "
+              f"fingerprint {features.weights_fingerprint(classifier.model)[:16]}")
     return RunResult(run_dir, metrics, stage_results, saved_model, report)
+
+
+def prepare_run_dir(config, run_dir, distribution):
+    """The folder this process writes the run to: new, resumed, or a worker's own.
+
+    A multi-worker run is named by `run_name`, the same on every worker, so
+    that workers relaunched with the same command find and resume it; only
+    the chief writes it (`tfx_transfer.multiworker.worker_run_dir`).
+    """
+    if distribution.num_workers == 1:
+        return run_dir or new_run_dir(config)
+    shared = Path(run_dir) if run_dir else Path(config.output_dir) / config.run_name
+    if distribution.is_chief and not (shared / CONFIG_FILE).is_file():
+        shared.mkdir(parents=True, exist_ok=True)
+        save_config(config, shared / CONFIG_FILE)
+    return multiworker.worker_run_dir(shared, distribution)
 
 
 def new_run_dir(config):
