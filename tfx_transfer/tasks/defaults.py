@@ -79,10 +79,12 @@ TOKENS = TaskDefaults(
     # WNUT tweets are at most 73 wordpieces; longer sentences are chunked.
     sequence_length=64,
     stages=(
-        # Frozen features tag poorly; the encoder's top layers matter.
+        # Frozen features tag poorly; the whole encoder matters. All 6 layers
+        # beat the top 3 on WNUT validation by 5.2 points of entity F1
+        # (0.618 vs 0.566; test 0.628 vs 0.536), benchmarks/tokens.py.
         StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=10, patience=2),
         StageConfig(
-            name="fine_tune", unfreeze=3, learning_rate=2e-4, epochs=4, patience=2,
+            name="fine_tune", unfreeze=6, learning_rate=2e-4, epochs=4, patience=2,
             optimizer="adamw",
         ),
     ),
