@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -23,8 +24,8 @@ def _free_ports(count):
     return ports
 
 
-def _launch_workers(args, count=2, timeout=480):
-    """Runs `python -m tfx_transfer.train ARGS` as `count` workers; returns their outputs."""
+def _start_workers(args, count=2):
+    """Starts `python -m tfx_transfer.train ARGS` as `count` workers on free loopback ports."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(count)]}
     processes = []
     for index in range(count):
@@ -33,6 +34,11 @@ def _launch_workers(args, count=2, timeout=480):
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "tfx_transfer.train", *args], env=environment,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return processes
+
+
+def _finish(processes, timeout=480):
+    """Waits for every worker; returns (exit code, output) of each."""
     outputs = []
     try:
         for process in processes:
@@ -42,6 +48,10 @@ def _launch_workers(args, count=2, timeout=480):
         for process in processes:
             process.kill()
     return outputs
+
+
+def _launch_workers(args, count=2, timeout=480):
+    return _finish(_start_workers(args, count), timeout)
 
 
 def test_a_multiworker_run_without_a_run_name_is_refused_before_any_work(monkeypatch, tmp_path):
@@ -81,3 +91,33 @@ def test_two_workers_train_to_the_same_weights_and_only_the_chief_writes(colour_
     assert (run_dir / "saved_model" / "saved_model.pb").is_file()
     stages = json.loads((run_dir / "stages.json").read_text())
     assert [(s["name"], s["epochs_run"]) for s in stages] == [("head", 2), ("fine_tune", 1)]
+
+
+@pytest.mark.slow
+def test_workers_killed_mid_stage_and_relaunched_resume_from_the_backup(colour_folder, tmp_path):
+    args = ["--data", str(colour_folder), "--image-size", "64", "--batch-size", "4",
+            "--val-fraction", "0.25", "--test-fraction", "0.25", "--strategy", "multiworker",
+            "--output-dir", str(tmp_path), "--run-name", "mw", "--epochs", "8",
+            "--learning-rate", "1e-4", "--fine-tune-epochs", "0", "--no-cache-features"]
+    processes = _start_workers(args)
+    backup = tmp_path / "mw" / "backup" / "head" / "training_metadata.json"
+    deadline = time.time() + 300
+    try:
+        while not backup.is_file() and time.time() < deadline:
+            assert all(p.poll() is None for p in processes), "a worker ended before the kill"
+            time.sleep(0.2)
+        assert backup.is_file(), "no epoch was backed up in time"
+    finally:
+        for process in processes:  # Every worker preempted at once: kill -9.
+            process.kill()
+            process.wait()
+    done_epochs = json.loads(backup.read_text())["epoch"]
+    assert done_epochs >= 1
+
+    outputs = _finish(_start_workers(args))
+    for code, output in outputs:
+        assert code == 0, output[-3000:]
+    epochs = [int(n) for n in re.findall(r"^Epoch (\d+)/8$", outputs[0][1], re.MULTILINE)]
+    # It went on from the backed-up epoch; it did not start over.
+    assert epochs and epochs[0] == done_epochs + 1, (done_epochs, epochs)
+    assert (tmp_path / "mw" / "metrics.json").is_file()

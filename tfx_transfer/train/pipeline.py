@@ -143,6 +143,9 @@ def prepare_run_dir(config, run_dir, distribution):
     if distribution.num_workers == 1:
         return run_dir or new_run_dir(config)
     shared = Path(run_dir) if run_dir else Path(config.output_dir) / config.run_name
+    if (shared / CONFIG_FILE).is_file() and load_config(shared / CONFIG_FILE) != config:
+        raise ValueError(f"{shared} holds a run with another config.yaml; relaunch with the "
+                         "same command to resume it, or give another --run-name.")
     if distribution.is_chief and not (shared / CONFIG_FILE).is_file():
         shared.mkdir(parents=True, exist_ok=True)
         save_config(config, shared / CONFIG_FILE)
