@@ -11,6 +11,7 @@ whatever it learns:
 - resuming the finished run trains nothing and reproduces its report.
 """
 
+import csv
 import dataclasses
 
 import keras
@@ -25,9 +26,28 @@ SHORT_PLAN = (
     StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=3, optimizer="lbfgs"),
     StageConfig(name="fine_tune", unfreeze=1, learning_rate=1e-4, epochs=1),
 )
+TICKETS = {
+    "billing": ["I was charged twice for order {}", "refund the extra fee on invoice {}",
+                "my card was billed {} times"],
+    "delivery": ["parcel {} never arrived", "the courier lost package {}",
+                 "delivery {} is late again"],
+    "praise": ["great service, thank you {}", "lovely staff, five stars {}",
+               "really happy with purchase {}"],
+}
 RUN_FILES = ("config.yaml", "data_report.json", "metrics.json", "report.txt",
              "training_curves.png", "labels.txt", "model.keras", "stages.json",
              "saved_model/saved_model.pb", "logs/head.csv", "checkpoints/head.weights.h5")
+
+
+def write_tickets_csv(path, per_template=4):
+    """Writes a tiny three-class support-ticket CSV (text, label); returns its path."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for label, templates in TICKETS.items():
+            writer.writerows([template.format(n), label] for template in templates
+                             for n in range(per_template))
+    return path
 
 
 def train_tiny(task, output_dir, data, model=None, stages=SHORT_PLAN, **fields):

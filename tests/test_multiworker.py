@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+import harness
 from tfx_transfer import train
 from tfx_transfer.config import DataConfig, RunConfig
 
@@ -63,34 +64,71 @@ def test_a_multiworker_run_without_a_run_name_is_refused_before_any_work(monkeyp
     assert not any(tmp_path.iterdir())
 
 
+def _fingerprints(outputs):
+    """The weights fingerprint each worker printed, in worker order."""
+    prints = [re.search(r"Worker (\d) of 2: weights fingerprint (\w+)", output)
+              for _, output in outputs]
+    assert all(prints), outputs[0][1][-3000:]
+    assert [p.group(1) for p in prints] == ["0", "1"]
+    return [p.group(2) for p in prints]
+
+
+def _check_chief_only(outputs, tmp_path):
+    for code, output in outputs:
+        assert code == 0, output[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["mw"]
+    run_dir = tmp_path / "mw"
+    assert (run_dir / "saved_model" / "saved_model.pb").is_file()
+    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+
+
 @pytest.mark.slow
-def test_two_workers_train_to_the_same_weights_and_only_the_chief_writes(colour_folder, tmp_path):
+def test_two_workers_share_the_backbone_pass_and_end_with_the_same_model(colour_folder, tmp_path):
     outputs = _launch_workers([
         "--data", str(colour_folder), "--image-size", "64", "--batch-size", "4",
         "--val-fraction", "0.25", "--test-fraction", "0.25", "--strategy", "multiworker",
         "--output-dir", str(tmp_path), "--run-name", "mw", "--epochs", "2",
         "--fine-tune-epochs", "1", "--quiet",
-        # The head then trains with Adam in Keras' fit (on features it is
-        # an L-BFGS fit, the same on every worker whether or not they sync).
-        "--no-cache-features",
     ])
-    for code, output in outputs:
-        assert code == 0, output[-3000:]
+    run_dir, metrics = _check_chief_only(outputs, tmp_path)
+    train_size = json.loads((run_dir / "data_report.json").read_text())["totals"]["train"]
+    for _, output in outputs:
         assert "Strategy: multiworker (asked for): 2 replica(s), 2 workers, global batch 8" in (
             output)
-    prints = [re.search(r"Worker (\d) of 2: weights fingerprint (\w+)", output)
-              for _, output in outputs]
-    assert [p.group(1) for p in prints] == ["0", "1"]
-    # The head, always kept, was trained by fit on both workers in step.
-    assert prints[0].group(2) == prints[1].group(2)
-    assert [p.name for p in tmp_path.iterdir()] == ["mw"]
-    run_dir = tmp_path / "mw"
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert "Feature cache on disk: off for a multi-worker run" in output
+        cached = re.search(r"Cached backbone features of (\d+) training examples \((\d+) "
+                           r"view\(s\)\) and (\d+) validation examples in \d+ s, the backbone "
+                           r"pass shared by 2 workers", output)
+        # Each worker ran half the batches and received all the features.
+        assert cached, output[-3000:]
+        assert int(cached.group(1)) == train_size * int(cached.group(2))
+        assert int(cached.group(3)) == 9
+    # The head fitted on the gathered features, then the fine-tune epoch in
+    # Keras' fit (kept or rolled back alike), left the same model everywhere.
+    first, second = _fingerprints(outputs)
+    assert first == second
     # In order: predictions gathered from both workers line up with the labels.
     assert metrics["accuracy"] >= 0.8 and metrics["num_examples"] == 9
-    assert (run_dir / "saved_model" / "saved_model.pb").is_file()
     stages = json.loads((run_dir / "stages.json").read_text())
-    assert [(s["name"], s["epochs_run"]) for s in stages] == [("head", 2), ("fine_tune", 1)]
+    # The head is an L-BFGS fit on the features: it runs no Keras epochs.
+    assert [(s["name"], s["epochs_run"]) for s in stages] == [("head", 0), ("fine_tune", 1)]
+
+
+@pytest.mark.slow
+def test_two_workers_fine_tune_a_text_encoder_to_the_same_weights(tmp_path):
+    data = harness.write_tickets_csv(tmp_path / "tickets.csv")
+    runs = tmp_path / "runs"
+    outputs = _launch_workers([
+        "--task", "text", "--data", str(data), "--sequence-length", "16", "--batch-size", "4",
+        "--val-fraction", "0.25", "--test-fraction", "0.25", "--strategy", "multiworker",
+        "--output-dir", str(runs), "--run-name", "mw", "--fine-tune-epochs", "1",
+        "--unfreeze", "1", "--quiet",
+    ])
+    run_dir, metrics = _check_chief_only(outputs, runs)
+    first, second = _fingerprints(outputs)
+    assert first == second
+    assert metrics["num_examples"] == 9 and metrics["accuracy"] >= 0.6, metrics
+    assert (run_dir / "report.txt").is_file()
 
 
 @pytest.mark.slow
@@ -115,9 +153,10 @@ def test_workers_killed_mid_stage_and_relaunched_resume_from_the_backup(colour_f
     assert done_epochs >= 1
 
     outputs = _finish(_start_workers(args))
-    for code, output in outputs:
-        assert code == 0, output[-3000:]
+    _check_chief_only(outputs, tmp_path)
     epochs = [int(n) for n in re.findall(r"^Epoch (\d+)/8$", outputs[0][1], re.MULTILINE)]
     # It went on from the backed-up epoch; it did not start over.
     assert epochs and epochs[0] == done_epochs + 1, (done_epochs, epochs)
-    assert (tmp_path / "mw" / "metrics.json").is_file()
+    # The head trained in Keras' fit on both workers, in step.
+    first, second = _fingerprints(outputs)
+    assert first == second

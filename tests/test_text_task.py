@@ -1,6 +1,5 @@
 """The text task on the real MiniLM encoder: export, serving, stages."""
 
-import csv
 import json
 
 import keras
@@ -147,26 +146,10 @@ def test_fine_tuning_beats_the_frozen_encoder_on_a_small_real_split(prepared, tm
     assert fine_tune.val_accuracy >= head.val_accuracy + 0.03, (head, fine_tune)
 
 
-TEMPLATES = {
-    "billing": ["I was charged twice for order {}", "refund the extra fee on invoice {}",
-                "my card was billed {} times"],
-    "delivery": ["parcel {} never arrived", "the courier lost package {}",
-                 "delivery {} is late again"],
-    "praise": ["great service, thank you {}", "lovely staff, five stars {}",
-               "really happy with purchase {}"],
-}
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("text")
-    path = folder / "tickets.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        for label, templates in TEMPLATES.items():
-            writer.writerows([template.format(n), label] for template in templates
-                             for n in range(4))
+    path = harness.write_tickets_csv(folder / "tickets.csv")
     data = DataConfig(path=str(path), sequence_length=16, batch_size=8,
                       val_fraction=0.25, test_fraction=0.25)
     plan = (StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=15),

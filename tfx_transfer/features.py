@@ -45,6 +45,9 @@ class Caching:
         key: dict or None. JSON-able description of the data and the
             preprocessing outside the model (a task's `feature_key`); the
             store is used only when this is given too.
+        workers: `tfx_transfer.distribute.Distribution` or None. With
+            several workers, each runs the backbone over its own share of
+            the batches and every worker ends with all the features.
 
     Example:
 
@@ -57,6 +60,7 @@ class Caching:
     seed: int = 42
     store: "FeatureCache | None" = None
     key: dict | None = None
+    workers: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +100,8 @@ def cached_head(model, train_data, val_data, caching):
     extractor, head = split_classifier(model)
     views = caching.views
     if caching.store is None or caching.key is None:
-        train = extract(extractor, train_data, views)
-        val = extract(extractor, val_data)
+        train = extract(extractor, train_data, views, caching.workers)
+        val = extract(extractor, val_data, workers=caching.workers)
     else:
         # Taken now, not when the run started: the weights the head sees.
         fingerprint = weights_fingerprint(extractor)
@@ -109,10 +113,12 @@ def cached_head(model, train_data, val_data, caching):
             )
             for split, dataset, n in (("train", train_data, views), ("val", val_data, 1))
         )
+    shared = (f", the backbone pass shared by {caching.workers.num_workers} workers"
+              if _sharded(caching.workers) else "")
     print(
         f"Cached backbone features of {len(train[0])} training examples "
         f"({views} view(s)) and {len(val[0])} validation examples in "
-        f"{time.time() - started:.0f} s; head-only stages train on them."
+        f"{time.time() - started:.0f} s{shared}; head-only stages train on them."
     )
     return CachedHead(
         head,
@@ -159,7 +165,7 @@ def split_classifier(model):
     return extractor, keras.Model(inputs, x, name="head")
 
 
-def extract(extractor, dataset, views=1):
+def extract(extractor, dataset, views=1, workers=None):
     """Runs `extractor` over `dataset` `views` times; returns the stored arrays.
 
     Each pass over a training stream draws fresh augmentations, so `views`
@@ -170,22 +176,60 @@ def extract(extractor, dataset, views=1):
         dataset: tf.data.Dataset of (inputs, labels) or (inputs, labels,
             sample weights) batches.
         views: int. Passes over `dataset`.
+        workers: `tfx_transfer.distribute.Distribution` or None. With
+            several workers, worker i runs every i-th batch and all of them
+            receive every worker's rows (worker 0's first), so each ends
+            with the same arrays.
 
     Returns:
         A tuple of NumPy arrays: (features, labels) or (features, labels,
         sample weights), one row per example and view.
     """
+    if _sharded(workers):
+        dataset = dataset.shard(workers.num_workers, workers.worker_index)
     forward = _forward_function(extractor, dataset.element_spec[0])
-    parts = None
+    # Zero rows first: a worker may get no batch at all.
+    parts = [[np.zeros((0, *extractor.output.shape[1:]), np.float32)]] + [
+        [np.zeros((0, *spec.shape[1:]), spec.dtype.as_numpy_dtype)]
+        for spec in dataset.element_spec[1:]]
     for _ in range(views):
         for batch in dataset:
             inputs, *targets = batch
             # float32 whatever the precision policy: numpy has no bfloat16.
             row = (np.asarray(forward(inputs), np.float32), *(np.asarray(t) for t in targets))
-            parts = [[] for _ in row] if parts is None else parts
             for store, value in zip(parts, row):
                 store.append(value)
-    return tuple(np.concatenate(store) for store in parts)
+    arrays = tuple(np.concatenate(store) for store in parts)
+    return gather_from_workers(arrays, workers.strategy) if _sharded(workers) else arrays
+
+
+def _sharded(workers):
+    return workers is not None and workers.num_workers > 1
+
+
+def gather_from_workers(arrays, strategy):
+    """Every worker's rows of `arrays`, concatenated in worker order, on every worker.
+
+    Args:
+        arrays: tuple of NumPy arrays with the same trailing shape on every
+            worker; the number of rows may differ (or be 0).
+        strategy: tf.distribute.MultiWorkerMirroredStrategy.
+
+    Returns:
+        A tuple of NumPy arrays: worker 0's rows, then worker 1's, and so on.
+    """
+    # Replica ids run worker by worker; only each worker's first replica
+    # contributes rows, so a worker with several devices is not counted twice.
+    per_worker = len(strategy.extended.worker_devices)
+
+    def gather(array):
+        rows = tf.constant(array)
+        values = strategy.experimental_distribute_values_from_function(
+            lambda context: rows if context.replica_id_in_sync_group % per_worker == 0
+            else rows[:0])
+        return strategy.gather(values, axis=0).numpy()
+
+    return tuple(gather(array) for array in arrays)
 
 
 def _forward_function(extractor, input_spec):

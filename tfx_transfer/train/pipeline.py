@@ -106,7 +106,7 @@ def _run(task, config, run_dir, verbose, distribution):
     stage_results = stages.run_stages(
         classifier, config.stages, datasets.train, datasets.val, run_dir,
         objective=task.objective(config, data),
-        caching=feature_caching(task, config, data, backbone),
+        caching=feature_caching(task, config, data, backbone, distribution),
         jit_compile=config.jit_compile, verbose=verbose, refit=config.refit_head,
     )
 
@@ -177,16 +177,24 @@ def resume_config(run_dir):
     return load_config(path)
 
 
-def feature_caching(task, config, data, backbone):
+def feature_caching(task, config, data, backbone, distribution=None):
     """The `features.Caching` of a run, or None for the plain Keras loop."""
     if not config.cache_features:
         return None
     # Without random augmentation every pass gives the same features.
     views = config.feature_views if config.augment.enabled and task.augments else 1
-    store = features.FeatureCache(cache_dir() / "features") if config.feature_cache else None
+    workers = distribution if distribution is not None and distribution.num_workers > 1 else None
+    store = None
+    if config.feature_cache and workers:
+        # Each machine has its own cache: one worker loading while another
+        # extracts would leave the other waiting in a collective for ever.
+        print("Feature cache on disk: off for a multi-worker run; the workers share the "
+              "backbone pass instead.")
+    elif config.feature_cache:
+        store = features.FeatureCache(cache_dir() / "features")
     return features.Caching(
         views=views, batch_size=config.data.batch_size, seed=config.data.seed, store=store,
-        key=task.feature_key(data, config, backbone) if store else None,
+        key=task.feature_key(data, config, backbone) if store else None, workers=workers,
     )
 
 
