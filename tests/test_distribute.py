@@ -12,6 +12,7 @@ import tensorflow as tf
 from conftest import serve_in_fresh_process
 from tfx_transfer import distribute
 from tfx_transfer.config import RunConfig
+from tfx_transfer.tasks.base import Datasets
 
 TWO_WORKERS = json.dumps({"cluster": {"worker": ["127.0.0.1:20001", "127.0.0.1:20002"]},
                           "task": {"type": "worker", "index": 1}})
@@ -106,6 +107,31 @@ def test_the_default_strategy_changes_nothing():
     # The same object: no rebatching, no copy of the config or the data.
     assert distribute.with_global_batch(config, distribution) is config
     assert "1 replica(s), global batch 32 (32 per replica)" in distribution.describe(32)
+    datasets = _datasets(10, 4)
+    assert distribute.distribute_datasets(datasets, distribution, 4, 10) is datasets
+
+
+def _datasets(size, batch_size):
+    split = tf.data.Dataset.from_tensor_slices((np.arange(size, dtype=np.float32),
+                                                np.arange(size) % 2)).batch(batch_size)
+    return Datasets(train=split, val=split, test=split)
+
+
+def test_tpu_training_batches_are_full_and_static_and_workers_shard_by_element():
+    # The TPU branch on the default strategy: only its datasets are checked here.
+    tpu = distribute.Distribution("tpu", tf.distribute.get_strategy())
+    datasets = distribute.distribute_datasets(_datasets(10, 4), tpu, 4, 10)
+    assert datasets.train.element_spec[0].shape == (4,)  # XLA sees one static shape.
+    assert [len(x) for x, _ in datasets.train] == [4, 4]  # The partial batch of 2 dropped.
+    assert [len(x) for x, _ in datasets.val] == [4, 4, 2]  # Evaluation keeps every example.
+    with pytest.raises(ValueError, match="holds 3 examples, fewer than the global batch of 4"):
+        distribute.distribute_datasets(_datasets(3, 4), tpu, 4, 3)
+
+    workers = distribute.Distribution("multiworker", tf.distribute.get_strategy(), num_workers=2)
+    sharded = distribute.distribute_datasets(_datasets(10, 4), workers, 4, 10)
+    for split in (sharded.train, sharded.val, sharded.test):
+        assert (split.options().experimental_distribute.auto_shard_policy
+                == tf.data.experimental.AutoShardPolicy.DATA)
 
 
 @pytest.mark.parametrize("strategy, expected", [("mirrored", "0"), ("multiworker", "0"),

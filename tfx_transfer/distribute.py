@@ -225,3 +225,50 @@ def with_global_batch(config, distribution):
     data = dataclasses.replace(
         config.data, batch_size=distribution.global_batch(config.data.batch_size))
     return dataclasses.replace(config, data=data)
+
+
+def distribute_datasets(datasets, distribution, batch_size, train_size):
+    """The run's datasets as `distribution` needs them (the same object on one device).
+
+    - Several workers: each split is auto-sharded by element (DATA). FILE
+      sharding needs a file-reading source (TFRecord files); these
+      pipelines read images and tables from a tensor of paths or rows,
+      which tf.data can only shard by element.
+    - TPU: every training batch holds exactly `batch_size` examples, the
+      last partial one dropped: XLA compiles one program per input shape.
+
+    Args:
+        datasets: `tfx_transfer.tasks.base.Datasets`.
+        distribution: `Distribution`.
+        batch_size: int. The global batch size of the pipelines.
+        train_size: int. Examples in the training split.
+
+    Returns:
+        A `Datasets`.
+
+    Raises:
+        ValueError: on a TPU, the training split is smaller than one global batch.
+
+    Example:
+
+    >>> datasets = distribute_datasets(datasets, create("auto"), 256, len(train))
+    """
+    if distribution.num_workers > 1:
+        datasets = dataclasses.replace(datasets, **{
+            split: shard_by_data(getattr(datasets, split)) for split in ("train", "val", "test")})
+    if distribution.name == "tpu":
+        if train_size < batch_size:
+            raise ValueError(
+                f"On a TPU every training batch must be full, but the training split holds "
+                f"{train_size} examples, fewer than the global batch of {batch_size}: lower "
+                f"--batch-size (it is per replica; {distribution.num_replicas} replicas).")
+        datasets = dataclasses.replace(
+            datasets, train=datasets.train.rebatch(batch_size, drop_remainder=True))
+    return datasets
+
+
+def shard_by_data(dataset):
+    """`dataset` set to be auto-sharded by element when a strategy distributes it."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

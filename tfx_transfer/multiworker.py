@@ -103,9 +103,3 @@ def worker_run_dir(shared, distribution):
         target.mkdir()
     return target
 
-
-def shard_by_data(dataset):
-    """`dataset` auto-sharded by element: in-memory and cached data have no files to split."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)

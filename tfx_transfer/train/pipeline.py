@@ -95,11 +95,9 @@ def _run(task, config, run_dir, verbose, distribution):
 
     data = task.read_data(config.data)
     datasets = task.make_datasets(data, config, backbone)
-    if distribution.num_workers > 1:
-        datasets = dataclasses.replace(datasets, **{
-            split: multiworker.shard_by_data(getattr(datasets, split))
-            for split in ("train", "val", "test")})
     data_report = write_data_report(run_dir, data, datasets)
+    datasets = distribute.distribute_datasets(
+        datasets, distribution, config.data.batch_size, data_report["totals"]["train"])
 
     classifier = task.build_classifier(backbone, data.num_classes, config.model)
     print(stages.describe_plan(config.stages, classifier))
