@@ -104,8 +104,13 @@ def _stage_callbacks(stage, run_dir, verbose, backup=True):
     logs.mkdir(parents=True, exist_ok=True)
     # A stage on cached features restarts in seconds, so an interrupted one
     # simply runs again; a per-epoch backup would cost more than it saves.
-    resume = [keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage.name))]
+    # Two copies: a process killed while writing one resumes from the other.
+    backup_dir = run_dir / "backup" / stage.name
+    resume = [keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True)]
+    csv_log = logs / f"{stage.name}.csv"
     return (resume if backup else []) + [
+        # After the restore, before CSVLogger opens the log to append.
+        _TrimLog(csv_log, backup_dir / "training_metadata.json"),
         keras.callbacks.EarlyStopping(
             monitor="val_accuracy",
             mode="max",
@@ -122,8 +127,38 @@ def _stage_callbacks(stage, run_dir, verbose, backup=True):
         ),
         # The graph costs a second per stage to write and shows little.
         keras.callbacks.TensorBoard(log_dir=str(logs / stage.name), write_graph=False),
-        keras.callbacks.CSVLogger(str(logs / f"{stage.name}.csv"), append=True),
+        keras.callbacks.CSVLogger(str(csv_log), append=True),
     ]
+
+
+class _TrimLog(keras.callbacks.Callback):
+    """Drops a stage's CSV rows of the epochs it is about to run again.
+
+    A stage resumes at the epoch after its last backup (`BackupAndRestore`
+    writes `training_metadata.json`), or at 0 without one. A process killed
+    after logging an epoch but before (or while) backing it up ran epochs
+    that will now run again: their rows are dropped, so the log holds each
+    epoch once, as the weights went through it.
+    """
+
+    def __init__(self, csv_path, metadata_path):
+        super().__init__()
+        self.csv_path, self.metadata_path = Path(csv_path), Path(metadata_path)
+
+    def on_train_begin(self, logs=None):
+        if not self.csv_path.is_file():
+            return
+        resumed_at = (json.loads(self.metadata_path.read_text())["epoch"]
+                      if self.metadata_path.is_file() else 0)
+        lines = self.csv_path.read_text().splitlines(keepends=True)
+        if not lines:
+            return
+        header, *rows = lines
+        kept = [row for row in rows if int(row.split(",", 1)[0]) < resumed_at]
+        if len(kept) < len(rows):
+            tmp = self.csv_path.with_suffix(".tmp")
+            tmp.write_text(header + "".join(kept))
+            tmp.replace(self.csv_path)
 
 
 def _read_state(run_dir):
