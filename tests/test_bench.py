@@ -26,7 +26,7 @@ def test_bench_command_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(
         cli.main, ["bench", "--task", "images", "--per-class", "2", "--epochs", "1",
-                   "--image-size", "64", "--json", str(out)])
+                   "--image-size", "32", "--json", str(out)])
     assert result.exit_code == 0, result.output
     for key in ("cached_over_one_pass", "pipeline_over_backbone", "p50_ratio",
                 "float32_xla_over_float32"):

@@ -155,12 +155,13 @@ def test_auto_picks_mirrored_over_two_logical_devices():
 
 @pytest.mark.slow
 def test_a_mirrored_run_trains_and_serves_like_one_device(colour_folder, tmp_path):
-    # Same global batch (2 replicas x 4 = 1 x 8) and no dropout, so both runs
+    # Same global batch (2 replicas x 4 = 1 x 8), no dropout and no random
+    # augmentation (drawn in parallel, so in no fixed order), so both runs
     # take the same steps up to float rounding.
-    common = ["train", "--data", str(colour_folder), "--image-size", "64",
+    common = ["train", "--data", str(colour_folder), "--image-size", "32",
               "--val-fraction", "0.25", "--test-fraction", "0.25", "--output-dir",
               str(tmp_path), "--learning-rate", "0.01", "--epochs", "4",
-              "--fine-tune-epochs", "0", "--dropout", "0", "--quiet",
+              "--fine-tune-epochs", "0", "--dropout", "0", "--no-augment", "--quiet",
               # Without cached features the head trains with Adam in `fit`.
               "--no-cache-features"]
     mirrored = _two_cpus(*common, "--strategy", "mirrored", "--batch-size", "4",
@@ -184,4 +185,4 @@ def test_a_mirrored_run_trains_and_serves_like_one_device(colour_folder, tmp_pat
               for name in ("mirrored", "single")]
     np.testing.assert_array_equal(served[0]["label"], served[1]["label"])
     np.testing.assert_allclose(served[0]["probabilities"], served[1]["probabilities"],
-                               atol=0.02)
+                               atol=1e-3)

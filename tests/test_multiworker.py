@@ -85,7 +85,7 @@ def _check_chief_only(outputs, tmp_path):
 @pytest.mark.slow
 def test_two_workers_share_the_backbone_pass_and_end_with_the_same_model(colour_folder, tmp_path):
     outputs = _launch_workers([
-        "--data", str(colour_folder), "--image-size", "64", "--batch-size", "4",
+        "--data", str(colour_folder), "--image-size", "32", "--batch-size", "4",
         "--val-fraction", "0.25", "--test-fraction", "0.25", "--strategy", "multiworker",
         "--output-dir", str(tmp_path), "--run-name", "mw", "--epochs", "2",
         "--fine-tune-epochs", "1", "--quiet",
@@ -133,7 +133,7 @@ def test_two_workers_fine_tune_a_text_encoder_to_the_same_weights(tmp_path):
 
 @pytest.mark.slow
 def test_workers_killed_mid_stage_and_relaunched_resume_from_the_backup(colour_folder, tmp_path):
-    args = ["--data", str(colour_folder), "--image-size", "64", "--batch-size", "4",
+    args = ["--data", str(colour_folder), "--image-size", "32", "--batch-size", "4",
             "--val-fraction", "0.25", "--test-fraction", "0.25", "--strategy", "multiworker",
             "--output-dir", str(tmp_path), "--run-name", "mw", "--epochs", "8",
             "--learning-rate", "1e-4", "--fine-tune-epochs", "0", "--no-cache-features"]
