@@ -132,7 +132,7 @@ def test_two_workers_fine_tune_a_text_encoder_to_the_same_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_workers_killed_mid_stage_and_relaunched_resume_from_the_backup(colour_folder, tmp_path):
+def test_a_worker_killed_mid_stage_stops_the_other_and_both_resume_from_the_backup(colour_folder, tmp_path):
     args = ["--data", str(colour_folder), "--image-size", "32", "--batch-size", "4",
             "--val-fraction", "0.25", "--test-fraction", "0.25", "--strategy", "multiworker",
             "--output-dir", str(tmp_path), "--run-name", "mw", "--epochs", "8",
@@ -145,8 +145,15 @@ def test_workers_killed_mid_stage_and_relaunched_resume_from_the_backup(colour_f
             assert all(p.poll() is None for p in processes), "a worker ended before the kill"
             time.sleep(0.2)
         assert backup.is_file(), "no epoch was backed up in time"
+        processes[1].kill()  # One worker preempted: kill -9.
+        # The other finds it gone by TensorFlow's heartbeats and stops, saying what to do.
+        assert processes[0].wait(timeout=120) == 1
+        survivor = processes[0].stdout.read()
+        assert "another worker stopped (preempted or killed)" in survivor, survivor[-3000:]
+        assert "Relaunch every worker with the same command" in survivor
+        assert "Traceback" not in survivor
     finally:
-        for process in processes:  # Every worker preempted at once: kill -9.
+        for process in processes:
             process.kill()
             process.wait()
     done_epochs = json.loads(backup.read_text())["epoch"]

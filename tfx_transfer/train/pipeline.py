@@ -74,7 +74,17 @@ def run(config=None, run_dir=None, verbose=2):
     # Layers take the policy when they are built; restored on return. Every
     # variable (backbone, head, optimizer, metrics) is created in the scope.
     with precision.dtype_policy(config.mixed_precision), distribution.strategy.scope():
-        return _run(task, config, Path(run_dir) if run_dir else None, verbose, distribution)
+        try:
+            return _run(task, config, Path(run_dir) if run_dir else None, verbose, distribution)
+        except tf.errors.UnavailableError as error:
+            if distribution.num_workers == 1:
+                raise
+            # TensorFlow's heartbeats found a worker gone; it names the worker.
+            reason = error.message.split("\n")[0:2]
+            raise RuntimeError(
+                f"Worker {distribution.worker_index}: another worker stopped (preempted or "
+                f"killed), so this one stops too: {' '.join(reason)} Relaunch every worker with "
+                "the same command: the run resumes from its last backed-up epoch.") from error
 
 
 def _run(task, config, run_dir, verbose, distribution):
