@@ -2,7 +2,11 @@
 
 import base64
 import json
+import os
+import re
+import signal
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -226,3 +230,26 @@ def test_saved_model_cli_shows_the_serving_signature(images, text_and_tokens, wh
     for output in outputs:
         assert f"outputs['{output}'] tensor_info:" in shown
     assert "Method name is: tensorflow/serving/predict" in shown
+
+
+def test_the_serve_command_serves_a_run_directory_until_stopped(images):
+    _, run_dir, _ = images
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tfx_transfer", "serve", str(run_dir), "--port", "0",
+         "--name", "fashion", "--no-batching"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        lines = []
+        while not any("Serving fashion version 1" in line for line in lines):
+            line = process.stderr.readline()
+            assert line or process.poll() is None, "".join(lines)
+            lines.append(line)
+        url = re.search(r"at (http://127\.0\.0\.1:\d+)/v1/models/fashion", "".join(lines)).group(1)
+        with urllib.request.urlopen(url + "/v1/models/fashion:predict", timeout=60, data=json.dumps(
+                {"instances": [b64(png_bytes(0))]}).encode()) as answer:
+            predictions = json.loads(answer.read())["predictions"]
+        assert predictions[0]["label"] in CLASSES and len(predictions[0]["probabilities"]) == 3
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C: the server closes its port and exits.
+        assert process.wait(timeout=60) == 0

@@ -59,6 +59,26 @@ def test_predict_names_a_file_that_is_not_an_image(finished_run, tmp_path):
     assert str(bad) in result.output and "Could not decode" in result.output
 
 
+def test_predict_classifies_every_good_input_and_names_each_bad_one(finished_run, colour_folder,
+                                                                   tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image at all")
+    green = sorted((colour_folder / "green").iterdir())
+    inputs = [str(green[0]), str(notes), str(tmp_path / "missing.jpg"), str(colour_folder / "red")]
+    result = CliRunner().invoke(cli.main, ["predict", str(finished_run.run_dir), *inputs,
+                                           "--json", "--top-k", "1"])
+    assert result.exit_code == 1
+    answers = json.loads(result.stdout)
+    reds = sorted(str(p) for p in (colour_folder / "red").iterdir())
+    # In order, the folder expanded: the bad inputs did not stop the later ones.
+    assert [a["input"] for a in answers] == inputs[:3] + reds
+    assert answers[0]["top_k"][0]["label"] == "green"
+    assert "Could not decode" in answers[1]["error"]
+    assert answers[2]["error"] == "no such image file"
+    assert all(a["top_k"][0]["label"] == "red" for a in answers[3:])
+    assert "2 of 15 input(s) failed." in result.stderr
+
+
 def test_help_documents_every_flag():
     result = CliRunner().invoke(cli.main, ["train", "--help"])
     assert result.exit_code == 0

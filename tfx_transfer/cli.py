@@ -1,4 +1,4 @@
-"""Command line: `python -m tfx_transfer {train,predict,bench}` and `python -m tfx_transfer.train`.
+"""Command line: `python -m tfx_transfer {train,predict,serve,bench}` and `python -m tfx_transfer.train`.
 
 The commands hold no logic: they turn flags into a `RunConfig` and call the
 Python API. Every flag defaults to "unset", so a `--config` file's values
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from tfx_transfer import __version__, startup
+from tfx_transfer import __version__, cli_deploy, startup
 from tfx_transfer.config import (
     MIXED_PRECISION,
     STRATEGIES,
@@ -311,45 +311,10 @@ def train_command(config_path, resume_dir, quiet, **flags):
         # The config is checked in full before TensorFlow is even imported.
         config = None if resume_dir else config_from_flags(config_path, flags)
         startup.prepare_replicas((config or _resumed_config(resume_dir)).strategy)
-        pipeline = _import("tfx_transfer.train.pipeline")
+        pipeline = startup.import_module("tfx_transfer.train.pipeline")
         pipeline.run(config, run_dir=resume_dir, verbose=verbose)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
-
-
-@click.command("predict", context_settings=_CONTEXT)
-@click.argument("model_path", type=click.Path(exists=True, file_okay=False))
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
-              help="How many labels to print per input.")
-def predict_command(model_path, inputs, top_k):
-    """Classify image files or texts, or tag entities, with an exported model.
-
-    MODEL_PATH is a run directory or a SavedModel folder. INPUTS are image
-    files for an image model, texts for a text model, sentences for a token
-    model (which prints the entities it finds). They go through the
-    SavedModel's serving signature as raw bytes or strings, exactly as TF
-    Serving would receive them.
-    """
-    predict = _import("tfx_transfer.predict")
-    try:
-        predictor = predict.Predictor(model_path)
-    except FileNotFoundError as error:
-        raise click.ClickException(str(error)) from error
-    for name in inputs:
-        try:
-            if predictor.takes_images:
-                path = Path(name)
-                if not path.is_file():
-                    raise ValueError("no such image file")
-                top = predictor.top_k(path.read_bytes(), top_k)
-            elif predictor.tags_tokens:
-                top = predict.format_entities(name, predictor.entities(name))
-            else:
-                top = predictor.top_k(name, top_k)
-        except ValueError as error:
-            raise click.ClickException(f"{name}: {error}") from error
-        click.echo(top if isinstance(top, str) else predict.format_top_k(name, top))
 
 
 @click.command("bench", context_settings=_CONTEXT)
@@ -370,7 +335,7 @@ def bench_command(task, per_class, epochs, image_size, sequence_length, json_pat
     """
     import json
 
-    bench = _import("tfx_transfer.bench")
+    bench = startup.import_module("tfx_transfer.bench")
     results = []
     for name in task or ("images", "text"):
         sizes = (
@@ -395,14 +360,6 @@ def _resumed_config(run_dir):
     return load_config(path) if path.is_file() else RunConfig()
 
 
-def _import(module):
-    """Imports a module that needs TensorFlow, with TensorFlow's start-up noise dropped."""
-    import importlib
-
-    startup.import_tensorflow()
-    return importlib.import_module(module)
-
-
 @click.group(context_settings=_CONTEXT)
 @click.version_option(__version__, prog_name="tfx_transfer")
 def main():
@@ -410,5 +367,6 @@ def main():
 
 
 main.add_command(train_command)
-main.add_command(predict_command)
+main.add_command(cli_deploy.predict_command)
+main.add_command(cli_deploy.serve_command)
 main.add_command(bench_command)

@@ -100,3 +100,11 @@ def import_tensorflow():
                     if not noise.match(line)]
             sys.stderr.write("".join(kept))
     return tf
+
+
+def import_module(name):
+    """Imports a module that needs TensorFlow, with TensorFlow's start-up noise dropped."""
+    import importlib
+
+    import_tensorflow()
+    return importlib.import_module(name)

@@ -1,0 +1,111 @@
+"""Command line for exported runs: `predict` and `serve`.
+
+Like `tfx_transfer.cli`, the commands only turn flags into calls; the
+modules that need TensorFlow are imported when a command runs.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from tfx_transfer import startup
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+# More inputs than fit on a screen get a progress bar (on stderr).
+_PROGRESS_FROM = 25
+
+
+@click.command("predict", context_settings=CONTEXT)
+@click.argument("model_path", type=click.Path(exists=True, file_okay=False))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many labels to give per input.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON list of results instead of a line per input.")
+def predict_command(model_path, inputs, top_k, as_json):
+    """Classify images or texts, or tag entities, with an exported model.
+
+    MODEL_PATH is a run directory or a SavedModel folder. INPUTS are image
+    files or folders of them for an image model, texts for a text model,
+    sentences for a token model. They go through the SavedModel's serving
+    signature as raw bytes or strings, as TF Serving would receive them.
+    A bad input is named with its reason and the others are still
+    classified; the exit code is then 1.
+    """
+    predict = startup.import_module("tfx_transfer.predict")
+    try:
+        predictor = predict.Predictor(model_path)
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+    names = predict.expand_inputs(inputs) if predictor.takes_images else list(inputs)
+    results = []
+    with click.progressbar(names, label="Predicting", file=sys.stderr,
+                           hidden=len(names) < _PROGRESS_FROM) as bar:
+        for result in predictor.run_all(bar, top_k):
+            results.append(result)
+            if not as_json and len(names) < _PROGRESS_FROM:
+                _echo(predict, result)
+    if as_json:
+        click.echo(json.dumps(results, indent=2, ensure_ascii=False))
+    elif len(names) >= _PROGRESS_FROM:
+        for result in results:
+            _echo(predict, result)
+    failed = [result for result in results if "error" in result]
+    if failed:
+        click.echo(f"{len(failed)} of {len(results)} input(s) failed.", err=True)
+        sys.exit(1)
+
+
+def _echo(predict, result):
+    if "error" in result:
+        click.echo(f"{result['input']}: error: {result['error']}", err=True)
+    else:
+        click.echo(predict.format_result(result))
+
+
+@click.command("serve", context_settings=CONTEXT)
+@click.argument("model_path", type=click.Path(exists=True, file_okay=False))
+@click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True,
+              help="REST port (TF Serving's is 8501); 0 picks a free one.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Pass 0.0.0.0 only to expose the server on purpose.")
+@click.option("--name", default="model", show_default=True,
+              help="Model name in the URLs: /v1/models/NAME:predict.")
+@click.option("--batching/--no-batching", default=True, show_default=True,
+              help="Merge concurrent small requests into one model call.")
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Most rows in one batched model call.")
+@click.option("--batch-timeout-ms", type=click.FloatRange(min=0), default=2.0,
+              show_default=True, help="Longest a request waits for others to join its batch.")
+@click.option("--max-request-bytes", type=click.IntRange(min=1),
+              default=32 * 1024 * 1024, show_default=True,
+              help="Larger request bodies are refused with 413.")
+def serve_command(model_path, port, host, name, batching, max_batch_size, batch_timeout_ms,
+                  max_request_bytes):
+    """Serve an exported model over TF Serving's REST API.
+
+    MODEL_PATH is a run directory, a SavedModel folder, or a TF Serving
+    model base path (NAME/1/, NAME/2/: the highest version is served).
+    Routes: GET /v1/models/NAME, GET /v1/models/NAME/metadata and
+    POST /v1/models/NAME:predict with {"instances": [...]} or
+    {"inputs": ...}; send image bytes as {"b64": "..."}.
+    """
+    serve = startup.import_module("tfx_transfer.serve")
+    try:
+        server = serve.ModelServer(
+            model_path, name=name, host=host, port=port, batching=batching,
+            max_batch_size=max_batch_size, batch_timeout_s=batch_timeout_ms / 1000,
+            max_request_bytes=max_request_bytes)
+    except (FileNotFoundError, OSError) as error:
+        raise click.ClickException(str(error)) from error
+    servable = server.servable
+    inputs = ", ".join(f"{key} ({spec.dtype.name})"
+                       for key, spec in servable.input_specs("").items())
+    click.echo(f"Serving {name} version {servable.version} ({servable.path}) at "
+               f"{server.url}/v1/models/{name}\n  serving_default takes {inputs}; "
+               f"batching {'on' if batching else 'off'}. Ctrl-C stops.", err=True)
+    example = Path(model_path).name
+    click.echo(f"  Try: curl {server.url}/v1/models/{name}/metadata   ({example})", err=True)
+    server.serve_forever()
