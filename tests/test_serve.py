@@ -46,7 +46,7 @@ def _export(task_name, class_names, folder):
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     model, run_dir = _export("images", CLASSES, tmp_path_factory.mktemp("images"))
-    server = ModelServer(run_dir, name="fashion", port=0, batch_timeout_s=0.05,
+    server = ModelServer(run_dir, name="fashion", port=0, batching=True, batch_timeout_s=0.05,
                          max_request_bytes=1 << 20).start()
     yield model, run_dir, server
     server.close()
@@ -144,7 +144,8 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("path, raw, status, words", ERRORS)
+@pytest.mark.parametrize("path, raw, status, words", ERRORS,
+                         ids=[f"{status}-{words}" for _, _, status, words in ERRORS])
 def test_every_bad_request_gets_its_status_and_a_named_error(images, path, raw, status, words):
     _, _, server = images
     got, body = call(server, path, raw=raw) if raw is not None else call(server, path)

@@ -73,8 +73,10 @@ def _echo(predict, result):
               help="Address to bind. Pass 0.0.0.0 only to expose the server on purpose.")
 @click.option("--name", default="model", show_default=True,
               help="Model name in the URLs: /v1/models/NAME:predict.")
-@click.option("--batching/--no-batching", default=True, show_default=True,
-              help="Merge concurrent small requests into one model call.")
+@click.option("--batching/--no-batching", default=False, show_default=True,
+              help="Merge concurrent small requests into one model call (as TF Serving's "
+                   "--enable_batching; try it on a GPU, where one call of 32 rows costs "
+                   "about what one row does).")
 @click.option("--max-batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Most rows in one batched model call.")
 @click.option("--batch-timeout-ms", type=click.FloatRange(min=0), default=2.0,

@@ -23,6 +23,8 @@ from tfx_transfer.serve.json_tensors import format_response, parse_request
 from tfx_transfer.serve.servable import Servable, ServingError, find_versions
 
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
+# How much of a too-large body is read (and dropped) before answering 413.
+_DRAIN_BYTES = 64 * 1024 * 1024
 _PREDICT = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+))?:(predict|classify|regress)",
                       re.IGNORECASE)
 _STATUS = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+))?(?:/(metadata))?",
@@ -39,7 +41,9 @@ class ModelServer:
         name: str. The model name in the URLs.
         host: str. Address to bind; 127.0.0.1 unless you mean to expose it.
         port: int. 0 picks a free port (see `.port`).
-        batching: bool. Merge concurrent small requests into one model call.
+        batching: bool. Merge concurrent small requests into one model call
+            (off by default, as in TF Serving: on 2 CPU cores it gained
+            nothing beyond the noise; see benchmarks/serving_load.py).
         max_batch_size: int. Most rows in one batched call.
         batch_timeout_s: float. Longest a request waits for others to join it.
         max_request_bytes: int. Larger request bodies are refused (413).
@@ -52,7 +56,7 @@ class ModelServer:
     >>> server.close()
     """
 
-    def __init__(self, path, name="model", host="127.0.0.1", port=8501, batching=True,
+    def __init__(self, path, name="model", host="127.0.0.1", port=8501, batching=False,
                  max_batch_size=32, batch_timeout_s=0.002, max_request_bytes=MAX_REQUEST_BYTES):
         version, folder = max(find_versions(path).items())
         self.servable = Servable(folder, name, version)
@@ -146,12 +150,18 @@ def _handler_for(server):
                 self.close_connection = True
                 return self._answer(411, {"error": "A POST needs a Content-Length header."})
             if int(length) > server.max_request_bytes:
-                # Not read: the connection is closed after the answer.
+                # Read and dropped, up to a bound, so that the client, still
+                # sending, is not reset before it reads the answer.
+                self._drain(min(int(length), server.max_request_bytes + _DRAIN_BYTES))
                 self.close_connection = True
                 return self._answer(413, {"error": (
                     f"Request body of {length} bytes is over the limit of "
                     f"{server.max_request_bytes} bytes (--max-request-bytes).")})
             self._answer(*server.handle("POST", self.path, self.rfile.read(int(length))))
+
+        def _drain(self, count):
+            while count > 0 and (chunk := self.rfile.read(min(count, 1 << 16))):
+                count -= len(chunk)
 
         def _answer(self, status, body):
             data = json.dumps(body).encode("utf-8")
