@@ -254,3 +254,54 @@ def test_the_serve_command_serves_a_run_directory_until_stopped(images):
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C: the server closes its port and exits.
         assert process.wait(timeout=60) == 0
+
+
+def test_grpc_answers_the_official_stubs_as_the_model_does(images):
+    grpc = pytest.importorskip("grpc")
+    from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
+                                         prediction_service_pb2_grpc)
+
+    model, run_dir, _ = images
+    server = ModelServer(run_dir, name="fashion", port=0, grpc_port=0).start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    try:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        blobs = [png_bytes(0), png_bytes(3, size=(80, 33))]
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "fashion"
+        request.model_spec.signature_name = "serving_default"
+        request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(blobs))
+        response = stub.Predict(request, timeout=60)
+        np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]),
+                                   expected_probabilities(model, blobs), atol=1e-5)
+        assert response.model_spec.version.value == 1
+
+        request.output_filter.append("label")
+        assert list(stub.Predict(request, timeout=60).outputs) == ["label"]
+
+        metadata_request = get_model_metadata_pb2.GetModelMetadataRequest()
+        metadata_request.model_spec.name = "fashion"
+        metadata_request.metadata_field.append("signature_def")
+        metadata = stub.GetModelMetadata(metadata_request, timeout=60)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        metadata.metadata["signature_def"].Unpack(signatures)
+        signature = signatures.signature_def["serving_default"]
+        assert signature.method_name == "tensorflow/serving/predict"
+        assert signature.inputs["image_bytes"].dtype == tf.string.as_datatype_enum
+
+        for change, code in [(lambda r: setattr(r.model_spec, "name", "nosuch"), "NOT_FOUND"),
+                             (lambda r: r.model_spec.version.__setattr__("value", 9),
+                              "NOT_FOUND"),
+                             (lambda r: r.inputs["pixels"].CopyFrom(tf.make_tensor_proto([1.0])),
+                              "INVALID_ARGUMENT"),
+                             (lambda r: r.inputs["image_bytes"].CopyFrom(
+                                 tf.make_tensor_proto([b"not an image"])), "INVALID_ARGUMENT")]:
+            bad = predict_pb2.PredictRequest()
+            bad.CopyFrom(request)
+            change(bad)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Predict(bad, timeout=60)
+            assert raised.value.code().name == code, raised.value.details()
+    finally:
+        channel.close()
+        server.close()

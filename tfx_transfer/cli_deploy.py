@@ -6,7 +6,6 @@ modules that need TensorFlow are imported when a command runs.
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -69,6 +68,9 @@ def _echo(predict, result):
 @click.argument("model_path", type=click.Path(exists=True, file_okay=False))
 @click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True,
               help="REST port (TF Serving's is 8501); 0 picks a free one.")
+@click.option("--grpc-port", type=click.IntRange(0, 65535),
+              help="Also serve TF Serving's gRPC PredictionService here (TF Serving's is "
+                   "8500); needs pip install 'tfx_transfer[grpc]'.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Pass 0.0.0.0 only to expose the server on purpose.")
 @click.option("--name", default="model", show_default=True,
@@ -84,8 +86,8 @@ def _echo(predict, result):
 @click.option("--max-request-bytes", type=click.IntRange(min=1),
               default=32 * 1024 * 1024, show_default=True,
               help="Larger request bodies are refused with 413.")
-def serve_command(model_path, port, host, name, batching, max_batch_size, batch_timeout_ms,
-                  max_request_bytes):
+def serve_command(model_path, port, grpc_port, host, name, batching, max_batch_size,
+                  batch_timeout_ms, max_request_bytes):
     """Serve an exported model over TF Serving's REST API.
 
     MODEL_PATH is a run directory, a SavedModel folder, or a TF Serving
@@ -99,8 +101,8 @@ def serve_command(model_path, port, host, name, batching, max_batch_size, batch_
         server = serve.ModelServer(
             model_path, name=name, host=host, port=port, batching=batching,
             max_batch_size=max_batch_size, batch_timeout_s=batch_timeout_ms / 1000,
-            max_request_bytes=max_request_bytes)
-    except (FileNotFoundError, OSError) as error:
+            max_request_bytes=max_request_bytes, grpc_port=grpc_port)
+    except (FileNotFoundError, OSError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
     servable = server.servable
     inputs = ", ".join(f"{key} ({spec.dtype.name})"
@@ -108,6 +110,8 @@ def serve_command(model_path, port, host, name, batching, max_batch_size, batch_
     click.echo(f"Serving {name} version {servable.version} ({servable.path}) at "
                f"{server.url}/v1/models/{name}\n  serving_default takes {inputs}; "
                f"batching {'on' if batching else 'off'}. Ctrl-C stops.", err=True)
-    example = Path(model_path).name
-    click.echo(f"  Try: curl {server.url}/v1/models/{name}/metadata   ({example})", err=True)
+    if server.grpc_port is not None:
+        click.echo(f"  gRPC PredictionService (Predict, GetModelMetadata) at "
+                   f"{host}:{server.grpc_port}", err=True)
+    click.echo(f"  Try: curl {server.url}/v1/models/{name}/metadata", err=True)
     server.serve_forever()

@@ -46,7 +46,10 @@ class ModelServer:
             nothing beyond the noise; see benchmarks/serving_load.py).
         max_batch_size: int. Most rows in one batched call.
         batch_timeout_s: float. Longest a request waits for others to join it.
-        max_request_bytes: int. Larger request bodies are refused (413).
+        max_request_bytes: int. Larger request bodies are refused (413;
+            over gRPC, RESOURCE_EXHAUSTED).
+        grpc_port: int or None. Also serve TF Serving's gRPC
+            PredictionService there (needs the `grpc` extra); 0 picks a port.
 
     Example:
 
@@ -57,7 +60,8 @@ class ModelServer:
     """
 
     def __init__(self, path, name="model", host="127.0.0.1", port=8501, batching=False,
-                 max_batch_size=32, batch_timeout_s=0.002, max_request_bytes=MAX_REQUEST_BYTES):
+                 max_batch_size=32, batch_timeout_s=0.002, max_request_bytes=MAX_REQUEST_BYTES,
+                 grpc_port=None):
         version, folder = max(find_versions(path).items())
         self.servable = Servable(folder, name, version)
         self.name, self.max_request_bytes = name, max_request_bytes
@@ -65,6 +69,17 @@ class ModelServer:
         self._http = http.server.ThreadingHTTPServer((host, port), _handler_for(self))
         self._http.daemon_threads = True
         self._thread = None
+        self._grpc, self.grpc_port = None, None
+        if grpc_port is not None:
+            try:
+                from tfx_transfer.serve import grpc_service
+            except ImportError as error:
+                self._http.server_close()
+                raise RuntimeError("gRPC serving needs TF Serving's protos and stubs: "
+                                   "pip install 'tfx_transfer[grpc]' "
+                                   f"(tensorflow-serving-api); {error}") from error
+            self._grpc, self.grpc_port = grpc_service.start_grpc_server(
+                self.servable, self._run_function(), host, grpc_port, max_request_bytes)
 
     @property
     def port(self):
@@ -97,6 +112,9 @@ class ModelServer:
             self._thread.join()
             self._thread = None
         self._http.server_close()
+        if self._grpc is not None:
+            self._grpc.stop(grace=1).wait()
+            self._grpc = None
         if self.batcher is not None:
             self.batcher.close()
             self.batcher = None
@@ -118,8 +136,7 @@ class ModelServer:
                 raise ServingError(f"{verb} is not offered: this model has predict "
                                    "signatures only (use :predict).")
             signature, form, inputs = parse_request(body, self.servable.input_specs)
-            run = self.batcher.run if self.batcher else self.servable.run
-            return format_response(run(signature, inputs), form)
+            return format_response(self._run_function()(signature, inputs), form)
         if method == "GET" and (match := _STATUS.fullmatch(path)):
             name, version, metadata = match.groups()
             if not name:
@@ -128,6 +145,9 @@ class ModelServer:
             return self.servable.metadata() if metadata else self.servable.status()
         raise ServingError(f"Malformed request: {method} {path}",
                            status=400 if path.lower().startswith("/v1/") else 404)
+
+    def _run_function(self):
+        return self.batcher.run if self.batcher else self.servable.run
 
     def _check_model(self, name, version):
         if name != self.name:
