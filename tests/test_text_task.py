@@ -10,6 +10,7 @@ import tensorflow as tf
 import harness
 from conftest import serve_in_fresh_process
 from tfx_transfer import bench, export, features, stages, tasks
+from tfx_transfer.evaluate import new_data
 from tfx_transfer.backbones import WeightsUnavailableError
 from tfx_transfer.config import DataConfig, ModelConfig, RunConfig, StageConfig
 from tfx_transfer.predict import Predictor
@@ -165,3 +166,15 @@ def test_text_task_passes_the_harness(finished_run, capsys):
     assert finished_run.metrics["accuracy"] >= 0.8, finished_run.report
     report = json.loads((finished_run.run_dir / "data_report.json").read_text())
     assert report["totals"] == {"train": 18, "val": 9, "test": 9}
+
+
+def test_evaluate_scores_a_new_table_through_the_export(finished_run, tmp_path):
+    path = harness.write_tickets_csv(tmp_path / "new.csv", per_template=2)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("please refund me,refund\n")
+    evaluation = new_data.evaluate_run(finished_run.run_dir, path, skip_unknown_labels=True)
+    assert evaluation.metrics["num_examples"] == 18
+    assert evaluation.metrics["skipped_unknown_labels"] == {"refund": 1}
+    assert evaluation.metrics["accuracy"] >= 0.6
+    assert evaluation.report.count("Accuracy: ") == 1
+    assert (evaluation.directory / "confusion_matrix.png").is_file()

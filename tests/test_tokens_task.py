@@ -8,6 +8,7 @@ from click.testing import CliRunner
 import harness
 from tfx_transfer import cli
 from tfx_transfer.evaluate import entities as entity_metrics
+from tfx_transfer.evaluate import new_data
 from tfx_transfer.config import DataConfig, StageConfig, load_config
 from tfx_transfer.tasks import get_task
 
@@ -95,3 +96,18 @@ def test_entity_spans_group_bio_tags():
     assert spans[0][2] == pytest.approx(0.8)
     # A stray I- after O starts an entity, as conlleval reads it.
     assert entity_metrics.entity_spans(["x", "y"], ["O", "I-loc"], [1.0, 1.0]) == [("y", "loc", 1.0)]
+
+
+def test_evaluate_scores_a_new_conll_file_and_counts_unknown_types(finished_run, tmp_path):
+    path = write_conll(tmp_path / "new.conll", repeats=1)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("Acme\tB-org\nhired\tO\nAlice\tB-person\n\n")
+    with pytest.raises(ValueError, match="does not know: 'org' \\(1\\)"):
+        new_data.evaluate_run(finished_run.run_dir, path)
+    evaluation = new_data.evaluate_run(finished_run.run_dir, path, skip_unknown_labels=True)
+    # The sentence with an unknown type is left out whole; the others are scored.
+    assert evaluation.metrics["num_examples"] == len(PEOPLE)
+    assert evaluation.metrics["skipped_unknown_labels"] == {"org": 1}
+    assert evaluation.metrics["micro"]["f1"] > 0.5
+    assert (evaluation.directory / "report.txt").read_text() == evaluation.report
+    assert not (evaluation.directory / "confusion_matrix.png").exists()

@@ -9,8 +9,10 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 import harness
+from conftest import write_colour_images
 from tfx_transfer import backbones, classifier, cli, startup
 from tfx_transfer.config import DataConfig, RunConfig, save_config
 
@@ -77,6 +79,35 @@ def test_predict_classifies_every_good_input_and_names_each_bad_one(finished_run
     assert answers[2]["error"] == "no such image file"
     assert all(a["top_k"][0]["label"] == "red" for a in answers[3:])
     assert "2 of 15 input(s) failed." in result.stderr
+
+
+def test_evaluate_scores_new_data_and_names_labels_the_model_does_not_know(finished_run,
+                                                                            tmp_path):
+    new = write_colour_images(tmp_path / "new", per_class=4, seed=5)
+    purple = new / "purple"
+    purple.mkdir()
+    Image.new("RGB", (40, 40), (120, 20, 160)).save(purple / "000.png")
+    run_dir = str(finished_run.run_dir)
+
+    refused = CliRunner().invoke(cli.main, ["evaluate", run_dir, "--data", str(new)])
+    assert refused.exit_code == 1
+    assert "does not know: 'purple' (1)" in refused.output and "--skip-unknown-labels" in (
+        refused.output)
+    assert not (finished_run.run_dir / "evaluations").exists() or not any(
+        (finished_run.run_dir / "evaluations").iterdir())
+
+    result = CliRunner().invoke(cli.main, ["evaluate", run_dir, "--data", str(new),
+                                           "--skip-unknown-labels"])
+    assert result.exit_code == 0, result.output
+    (folder,) = (finished_run.run_dir / "evaluations").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["num_examples"] == 12 and metrics["accuracy"] >= 0.8
+    assert metrics["skipped_unknown_labels"] == {"purple": 1}
+    assert (folder / "confusion_matrix.png").is_file()
+    assert (folder / "report.txt").read_text() in result.output
+    assert "Left out for labels the model does not know: purple (1)" in result.output
+    # The run's own report is untouched.
+    assert (finished_run.run_dir / "report.txt").read_text() == finished_run.report
 
 
 def test_help_documents_every_flag():

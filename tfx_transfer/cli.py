@@ -1,4 +1,4 @@
-"""Command line: `python -m tfx_transfer {train,predict,serve,bench}` and `python -m tfx_transfer.train`.
+"""Command line: `python -m tfx_transfer {train,predict,evaluate,serve,bench}` and `python -m tfx_transfer.train`.
 
 The commands hold no logic: they turn flags into a `RunConfig` and call the
 Python API. Every flag defaults to "unset", so a `--config` file's values
@@ -368,5 +368,6 @@ def main():
 
 main.add_command(train_command)
 main.add_command(cli_deploy.predict_command)
+main.add_command(cli_deploy.evaluate_command)
 main.add_command(cli_deploy.serve_command)
 main.add_command(bench_command)

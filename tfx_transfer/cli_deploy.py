@@ -1,4 +1,4 @@
-"""Command line for exported runs: `predict` and `serve`.
+"""Command line for exported runs: `predict`, `evaluate` and `serve`.
 
 Like `tfx_transfer.cli`, the commands only turn flags into calls; the
 modules that need TensorFlow are imported when a command runs.
@@ -62,6 +62,29 @@ def _echo(predict, result):
         click.echo(f"{result['input']}: error: {result['error']}", err=True)
     else:
         click.echo(predict.format_result(result))
+
+
+@click.command("evaluate", context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_path", type=click.Path(exists=True), required=True,
+              help="New labelled data in the run's task format: a folder per class, a "
+                   "CSV/TSV/JSONL table, or a CoNLL file.")
+@click.option("--skip-unknown-labels", is_flag=True,
+              help="Leave out (and count) examples whose label the model does not know.")
+def evaluate_command(run_dir, data_path, skip_unknown_labels):
+    """Score a finished run's exported model on new labelled data.
+
+    Every example goes through the SavedModel's serving signature, as TF
+    Serving would run it. Writes RUN_DIR/evaluations/<timestamp>/ with
+    metrics.json, report.txt and confusion_matrix.png, and prints the report.
+    """
+    new_data = startup.import_module("tfx_transfer.evaluate.new_data")
+    try:
+        evaluation = new_data.evaluate_run(run_dir, data_path, skip_unknown_labels)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(evaluation.report)
+    click.echo(f"Written to {evaluation.directory}")
 
 
 @click.command("serve", context_settings=CONTEXT)

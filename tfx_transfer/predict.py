@@ -45,6 +45,12 @@ class Predictor:
     def tags_tokens(self):
         return "tags" in self._serve.structured_outputs
 
+    def tags(self, sentence):
+        """Returns the BIO tags a token model gives each whitespace-separated word of a sentence."""
+        out = self._serve(**{self.input_name: tf.constant([sentence])})
+        count = int(out["num_words"][0])
+        return [t.decode() for t in out["tags"][0].numpy()[:count]]
+
     def entities(self, sentence):
         """Returns the entities a token model finds in one sentence.
 
