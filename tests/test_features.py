@@ -67,3 +67,7 @@ def test_extract_stores_one_row_per_example_and_view():
     assert feats.shape == (20, 1280) and labels.shape == (20, 3)
     np.testing.assert_array_equal(stored_weights, np.concatenate([weights, weights]))
     np.testing.assert_allclose(feats[:10], feats[10:], atol=1e-6)
+    # A worker whose share of the batches is empty gets zero rows of each array.
+    empty = features.extract(extractor, dataset.take(0))
+    assert [a.shape for a in empty] == [(0, 1280), (0, 3), (0,)]
+    assert [a.dtype for a in empty] == [np.float32, labels.dtype, stored_weights.dtype]

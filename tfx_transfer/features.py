@@ -188,17 +188,23 @@ def extract(extractor, dataset, views=1, workers=None):
     if _sharded(workers):
         dataset = dataset.shard(workers.num_workers, workers.worker_index)
     forward = _forward_function(extractor, dataset.element_spec[0])
-    # Zero rows first: a worker may get no batch at all.
-    parts = [[np.zeros((0, *extractor.output.shape[1:]), np.float32)]] + [
-        [np.zeros((0, *spec.shape[1:]), spec.dtype.as_numpy_dtype)]
-        for spec in dataset.element_spec[1:]]
+    parts = None
     for _ in range(views):
         for batch in dataset:
             inputs, *targets = batch
             # float32 whatever the precision policy: numpy has no bfloat16.
             row = (np.asarray(forward(inputs), np.float32), *(np.asarray(t) for t in targets))
+            parts = [[] for _ in row] if parts is None else parts
             for store, value in zip(parts, row):
                 store.append(value)
+    if parts is None:
+        # No batch at all (a worker's share can be empty): zero rows of each,
+        # shaped from the traced signature (oneDNN's Conv2D breaks on an
+        # empty batch, so the model is not run on one).
+        shape = forward.get_concrete_function().output_shapes
+        parts = [[np.zeros((0, *shape[1:]), np.float32)]] + [
+            [np.zeros((0, *spec.shape[1:]), spec.dtype.as_numpy_dtype)]
+            for spec in dataset.element_spec[1:]]
     arrays = tuple(np.concatenate(store) for store in parts)
     return gather_from_workers(arrays, workers.strategy) if _sharded(workers) else arrays
 
