@@ -6,10 +6,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from click.testing import CliRunner
 
 import harness
 from conftest import serve_in_fresh_process
-from tfx_transfer import bench, export, features, stages, tasks
+from tfx_transfer import bench, cli, export, features, stages, tasks
 from tfx_transfer.evaluate import new_data
 from tfx_transfer.backbones import WeightsUnavailableError
 from tfx_transfer.config import DataConfig, ModelConfig, RunConfig, StageConfig
@@ -178,3 +179,11 @@ def test_evaluate_scores_a_new_table_through_the_export(finished_run, tmp_path):
     assert evaluation.metrics["accuracy"] >= 0.6
     assert evaluation.report.count("Accuracy: ") == 1
     assert (evaluation.directory / "confusion_matrix.png").is_file()
+
+
+def test_tflite_export_of_a_text_run_is_refused_with_the_reason(finished_run):
+    result = CliRunner().invoke(cli.main, ["export", str(finished_run.run_dir),
+                                           "--format", "tflite"])
+    assert result.exit_code == 1
+    assert "TFLite export is for image runs" in result.output and "Flex ops" in result.output
+    assert not (finished_run.run_dir / "tflite").exists()  # No file that cannot run.

@@ -110,6 +110,54 @@ def test_evaluate_scores_new_data_and_names_labels_the_model_does_not_know(finis
     assert (finished_run.run_dir / "report.txt").read_text() == finished_run.report
 
 
+def test_tflite_variants_are_written_and_scored_on_the_test_split(finished_run):
+    run_dir = finished_run.run_dir
+    result = CliRunner().invoke(cli.main, ["export", str(run_dir), "--format", "tflite"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run_dir / "tflite" / "export_report.json").read_text())
+    assert report["test_examples"] == 9
+    saved = report["saved_model"]["accuracy"]
+    for variant in ("float32", "dynamic", "int8"):
+        assert (run_dir / "tflite" / f"model_{variant}.tflite").is_file()
+        scores = report["variants"][variant]
+        assert scores["size_mb"] > 0 and scores["ms_per_image"] > 0
+        assert variant in result.output
+        # Solid colours: every variant gets them as the SavedModel does (one image of 9 = 11 points).
+        assert scores["accuracy"] >= saved - 0.12, (variant, scores, saved)
+    assert report["variants"]["int8"]["input_dtype"] == "uint8"
+    assert report["variants"]["float32"]["input_dtype"] == "float32"
+    assert report["variants"]["int8"]["size_mb"] < report["variants"]["float32"]["size_mb"] / 2
+    assert (run_dir / "tflite" / "labels.txt").read_text() == (run_dir / "labels.txt").read_text()
+
+    # The float model computes what the Keras model does, on the same pixels.
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = keras.saving.load_model(run_dir / "model.keras")
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
+    interpreter = Interpreter(model_path=str(run_dir / "tflite" / "model_float32.tflite"))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels)
+    interpreter.invoke()
+    np.testing.assert_allclose(
+        interpreter.get_tensor(interpreter.get_output_details()[0]["index"]),
+        model.predict(pixels, verbose=0), atol=1e-4)
+
+
+def test_export_writes_tf_servings_layout_once_per_version(finished_run, tmp_path):
+    args = ["export", str(finished_run.run_dir), "--serving-layout", str(tmp_path),
+            "--name", "colours"]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "colours" / "1" / "saved_model.pb").is_file()
+    assert "tensorflow/serving" in result.output
+    again = CliRunner().invoke(cli.main, args)
+    assert again.exit_code == 1 and "exists" in again.output
+    assert CliRunner().invoke(cli.main, [*args, "--version", "2"]).exit_code == 0
+    from tfx_transfer.serve import find_versions
+
+    assert sorted(find_versions(tmp_path / "colours")) == [1, 2]
+
+
 def test_help_documents_every_flag():
     result = CliRunner().invoke(cli.main, ["train", "--help"])
     assert result.exit_code == 0

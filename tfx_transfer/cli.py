@@ -1,4 +1,4 @@
-"""Command line: `python -m tfx_transfer {train,predict,evaluate,serve,bench}` and `python -m tfx_transfer.train`.
+"""Command line: `python -m tfx_transfer COMMAND` and `python -m tfx_transfer.train`.
 
 The commands hold no logic: they turn flags into a `RunConfig` and call the
 Python API. Every flag defaults to "unset", so a `--config` file's values
@@ -369,5 +369,6 @@ def main():
 main.add_command(train_command)
 main.add_command(cli_deploy.predict_command)
 main.add_command(cli_deploy.evaluate_command)
+main.add_command(cli_deploy.export_command)
 main.add_command(cli_deploy.serve_command)
 main.add_command(bench_command)

@@ -1,4 +1,4 @@
-"""Command line for exported runs: `predict`, `evaluate` and `serve`.
+"""Command line for exported runs: `predict`, `evaluate`, `export` and `serve`.
 
 Like `tfx_transfer.cli`, the commands only turn flags into calls; the
 modules that need TensorFlow are imported when a command runs.
@@ -6,6 +6,7 @@ modules that need TensorFlow are imported when a command runs.
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -85,6 +86,55 @@ def evaluate_command(run_dir, data_path, skip_unknown_labels):
         raise click.ClickException(str(error)) from error
     click.echo(evaluation.report)
     click.echo(f"Written to {evaluation.directory}")
+
+
+@click.command("export", context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite"]),
+              default="savedmodel", show_default=True,
+              help="savedmodel: copy the SavedModel into --serving-layout; tflite: write "
+                   "RUN_DIR/tflite/ and score each variant on the run's test split.")
+@click.option("--quantize", type=click.Choice(["all", "float32", "dynamic", "int8"]),
+              default="all", show_default=True,
+              help="TFLite variant(s): float32, dynamic-range, or full-integer int8 (uint8 "
+                   "input, calibrated on training images).")
+@click.option("--serving-layout", type=click.Path(file_okay=False),
+              help="Write TF Serving's layout here: DIR/NAME/VERSION/saved_model.pb.")
+@click.option("--name", default="model", show_default=True, help="Model name in the layout.")
+@click.option("--version", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Version folder in the layout.")
+def export_command(run_dir, export_format, quantize, serving_layout, name, version):
+    """Export a finished run: TF Serving's folder layout, or TFLite models.
+
+    TFLite (image runs; needs pip install 'tfx_transfer[tflite]'): three
+    tensor-in variants with the normalisation inside, each scored through
+    ai-edge-litert's interpreter on the run's test split next to the
+    SavedModel; the figures go to tflite/export_report.json.
+    """
+    if export_format == "savedmodel":
+        if not serving_layout:
+            raise click.UsageError("--format savedmodel needs --serving-layout DIR (the run "
+                                   "already holds its SavedModel in saved_model/).")
+        export = startup.import_module("tfx_transfer.export")
+        try:
+            target = export.write_serving_layout(run_dir, serving_layout, name, version)
+        except (FileNotFoundError, FileExistsError) as error:
+            raise click.ClickException(str(error)) from error
+        click.echo(f"Wrote {target}; serve it with: docker run -p 8501:8501 -v "
+                   f"\"{Path(serving_layout).resolve() / name}:/models/{name}\" -e "
+                   f"MODEL_NAME={name} tensorflow/serving")
+        return
+    tflite = startup.import_module("tfx_transfer.tflite")
+    variants = tflite.VARIANTS if quantize == "all" else (quantize,)
+    try:
+        report = tflite.export_run(run_dir, variants)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error
+    except ImportError as error:
+        raise click.ClickException(f"TFLite scoring needs ai-edge-litert: pip install "
+                                   f"'tfx_transfer[tflite]' ({error})") from error
+    click.echo(tflite.format_report(report))
+    click.echo(f"Written to {Path(run_dir) / tflite.TFLITE_DIR}")
 
 
 @click.command("serve", context_settings=CONTEXT)

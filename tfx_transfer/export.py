@@ -129,3 +129,29 @@ def load_serving_model(path):
     import tensorflow_text  # noqa: F401
 
     return tf.saved_model.load(str(path))
+
+
+def write_serving_layout(run_dir, base_path, name, version=1):
+    """Copies a run's SavedModel into TF Serving's layout, `base_path/name/version/`.
+
+    Args:
+        run_dir: str or Path. A run directory (or a SavedModel folder).
+        base_path: str or Path. TF Serving's model root (`--model_base_path`'s parent).
+        name: str. The model name.
+        version: int. The version folder; an existing one is refused, since
+            TF Serving may be serving it.
+
+    Returns:
+        The Path of the version folder, written atomically.
+    """
+    source = Path(run_dir)
+    source = source / SAVED_MODEL_DIR if (source / SAVED_MODEL_DIR).is_dir() else source
+    if not (source / "saved_model.pb").is_file():
+        raise FileNotFoundError(f"No SavedModel in {run_dir}.")
+    target = Path(base_path) / name / str(version)
+    if target.exists():
+        raise FileExistsError(f"{target} exists; TF Serving may be serving it. Give another "
+                              "--version.")
+    with atomic_path(target) as tmp:
+        shutil.copytree(source, tmp)
+    return target

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from tfx_transfer import export
 from tfx_transfer.data.pipeline import decode_and_resize
@@ -62,8 +63,10 @@ def convert(model, image_size, variant, representative_images=()):
     def serve(pixels):
         return {"probabilities": model(tf.cast(pixels, tf.float32), training=False)}
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], model)
+    # Frozen: with the model passed as the function's owner, the converter
+    # keeps its variables as READ_VARIABLE ops, which fail at invoke.
+    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "int8":
@@ -93,6 +96,8 @@ def score_tflite(blob, images, labels):
     interpreter = Interpreter(model_content=blob)
     interpreter.allocate_tensors()
     (given,), (answer,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.set_tensor(given["index"], np.zeros(given["shape"], given["dtype"]))
+    interpreter.invoke()  # Warm-up: not timed.
     correct, seconds = 0, 0.0
     for image, label in zip(images, labels):
         pixels = image[None].round().clip(0, 255).astype(given["dtype"]) if (
@@ -112,6 +117,7 @@ def score_saved_model(run_dir, paths, labels):
     serve = export.load_serving_model(run_dir).signatures["serving_default"]
     folder = Path(run_dir) / export.SAVED_MODEL_DIR
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    serve(image_bytes=tf.constant([Path(paths[0]).read_bytes()]))  # Warm-up: not timed.
     correct, seconds = 0, 0.0
     for path, label in zip(paths, labels):
         blob = tf.constant([Path(path).read_bytes()])
@@ -181,3 +187,40 @@ def format_report(report):
 def _row(name, scores):
     return (f"{name:<12} {scores['accuracy']:>9.4f} {scores['ms_per_image']:>9.2f} "
             f"{scores['size_mb']:>8.2f}  {scores['input_dtype']}")
+
+
+def export_run(run_dir, variants=VARIANTS):
+    """Writes and scores the TFLite variants of a finished image run.
+
+    Args:
+        run_dir: str or Path. A finished run directory of the images task.
+        variants: sequence of str. Which of `VARIANTS` to write.
+
+    Returns:
+        The export report (see `export_tflite`).
+
+    Raises:
+        ValueError: the run is not an image run. A text or token model's
+            tokenizer is made of tensorflow-text ops, which convert only as
+            Flex ops, which neither `tf.lite.Interpreter` nor ai-edge-litert
+            from PyPI can run: such a file would not run, so none is written.
+    """
+    import keras
+
+    from tfx_transfer import tasks
+    from tfx_transfer.config import load_config
+
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    if config.task != "images":
+        raise ValueError(
+            f"{run_dir} is a {config.task} run: TFLite export is for image runs. The "
+            "tokenizer inside a text model is made of tensorflow-text ops, which TFLite "
+            "converts only as Flex ops, and neither tf.lite.Interpreter nor ai-edge-litert "
+            "from PyPI can run those. Serve the SavedModel instead (python -m tfx_transfer "
+            "serve), or run the encoder on a server.")
+    task = tasks.get_task("images")  # Registers the custom layers model.keras holds.
+    model = keras.saving.load_model(run_dir / export.KERAS_FILE)
+    data = task.read_data(config.data)
+    return export_tflite(model, run_dir, config.data.image_size, data.splits["test"],
+                         data.splits["train"], variants)
