@@ -67,7 +67,8 @@ class ModelServer:
         self.name, self.max_request_bytes = name, max_request_bytes
         self.batcher = Batcher(self.servable, max_batch_size, batch_timeout_s) if batching else None
         self._http = http.server.ThreadingHTTPServer((host, port), _handler_for(self))
-        self._http.daemon_threads = True
+        # Ctrl-C must not wait for a client that keeps its connection open.
+        self._http.daemon_threads, self._http.block_on_close = True, False
         self._thread = None
         self._grpc, self.grpc_port = None, None
         if grpc_port is not None:
