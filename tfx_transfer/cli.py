@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from tfx_transfer import __version__, cli_deploy, startup
+from tfx_transfer.cli_errors import Command, Group
 from tfx_transfer.config import (
     MIXED_PRECISION,
     STRATEGIES,
@@ -185,7 +186,7 @@ def _fine_tune(value):
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-@click.command("train", context_settings=_CONTEXT)
+@click.command("train", cls=Command, context_settings=_CONTEXT)
 @click.version_option(__version__, prog_name="tfx_transfer")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML or JSON run config; flags given here override it.")
@@ -317,7 +318,7 @@ def train_command(config_path, resume_dir, quiet, **flags):
         raise click.ClickException(str(error)) from error
 
 
-@click.command("bench", context_settings=_CONTEXT)
+@click.command("bench", cls=Command, context_settings=_CONTEXT)
 @click.option("--task", type=click.Choice(["images", "text"]), multiple=True,
               help="Which task's head stage to time (repeatable). [default: both]")
 @click.option("--per-class", type=click.IntRange(min=2), default=10, show_default=True,
@@ -360,7 +361,7 @@ def _resumed_config(run_dir):
     return load_config(path) if path.is_file() else RunConfig()
 
 
-@click.group(context_settings=_CONTEXT)
+@click.group(cls=Group, context_settings=_CONTEXT)
 @click.version_option(__version__, prog_name="tfx_transfer")
 def main():
     """tfx_transfer: pretrained backbone + your data -> evaluated, served classifier."""

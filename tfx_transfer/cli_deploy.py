@@ -11,13 +11,14 @@ from pathlib import Path
 import click
 
 from tfx_transfer import startup
+from tfx_transfer.cli_errors import Command
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 # More inputs than fit on a screen get a progress bar (on stderr).
 _PROGRESS_FROM = 25
 
 
-@click.command("predict", context_settings=CONTEXT)
+@click.command("predict", cls=Command, context_settings=CONTEXT)
 @click.argument("model_path", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
@@ -65,7 +66,7 @@ def _echo(predict, result):
         click.echo(predict.format_result(result))
 
 
-@click.command("evaluate", context_settings=CONTEXT)
+@click.command("evaluate", cls=Command, context_settings=CONTEXT)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_path", type=click.Path(exists=True), required=True,
               help="New labelled data in the run's task format: a folder per class, a "
@@ -88,7 +89,7 @@ def evaluate_command(run_dir, data_path, skip_unknown_labels):
     click.echo(f"Written to {evaluation.directory}")
 
 
-@click.command("export", context_settings=CONTEXT)
+@click.command("export", cls=Command, context_settings=CONTEXT)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite"]),
               default="savedmodel", show_default=True,
@@ -137,7 +138,7 @@ def export_command(run_dir, export_format, quantize, serving_layout, name, versi
     click.echo(f"Written to {Path(run_dir) / tflite.TFLITE_DIR}")
 
 
-@click.command("serve", context_settings=CONTEXT)
+@click.command("serve", cls=Command, context_settings=CONTEXT)
 @click.argument("model_path", type=click.Path(exists=True, file_okay=False))
 @click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True,
               help="REST port (TF Serving's is 8501); 0 picks a free one.")
