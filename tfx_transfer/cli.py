@@ -56,6 +56,9 @@ _FIELD_FLAGS = {
     "strategy": "strategy",
     "tpu": "tpu",
     "text_column": "data.text_column",
+    "tfds_data_dir": "data.tfds_data_dir",
+    "input_key": "data.input_key",
+    "label_key": "data.label_key",
     "label_column": "data.label_column",
     "sequence_length": "data.sequence_length",
     "skip_bad_rows": "data.skip_bad_rows",
@@ -157,6 +160,20 @@ def with_stage_overrides(config, head_epochs=None, head_learning_rate=None,
     return dataclasses.replace(config, stages=(head, *later))
 
 
+class DataSource(click.Path):
+    """`--data`: an existing file or folder, or a `tfds:` dataset name (checked when read)."""
+
+    name = "path|tfds:NAME"
+
+    def __init__(self):
+        super().__init__(exists=True)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.startswith("tfds:"):
+            return value
+        return super().convert(value, param, ctx)
+
+
 def _per_task(value):
     """Help text of a task default: "10 images, 20 text, 10 tokens" (or one value)."""
     values = {name: value(defaults) for name, defaults in DEFAULTS.items()}
@@ -192,12 +209,21 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
               help="YAML or JSON run config; flags given here override it.")
 @click.option("--task", type=click.Choice(TASK_NAMES),
               help="What to train. " + _field_default("task"))
-@click.option("--data", type=click.Path(exists=True),
+@click.option("--data", type=DataSource(),
               help="Images: a folder with one sub-folder per class, or train/ val/ "
                    "test/ folders of those. Text: a .csv, .tsv or .jsonl file, or a "
                    "folder with one sub-folder of .txt files per class. Tokens: a "
-                   "CoNLL-style 'token TAG' file. Default: the bundled demo "
+                   "CoNLL-style 'token TAG' file. Any task: tfds:NAME[/CONFIG][:VERSION], "
+                   "a tensorflow-datasets dataset. Default: the bundled demo "
                    "(Fashion-MNIST images, BBC News texts, WNUT-16 NER).")
+@click.option("--tfds-data-dir", type=click.Path(file_okay=False),
+              help="Where tfds: datasets are prepared (offline: one prepared elsewhere). "
+                   "[default: $TFDS_DATA_DIR or ~/tensorflow_datasets]")
+@click.option("--image-key", "--text-key", "input_key",
+              help="tfds: the feature holding the image, text or words. "
+                   "[default: inferred from the features]")
+@click.option("--label-key", help="tfds: the ClassLabel feature (tokens: a Sequence of "
+                                  "them). [default: inferred]")
 @click.option("--val", type=click.Path(exists=True, dir_okay=False),
               help="Text/tokens: a separate validation file (else carved from --data).")
 @click.option("--test", type=click.Path(exists=True, dir_okay=False),

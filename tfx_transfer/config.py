@@ -63,7 +63,9 @@ class DataConfig:
 
     Args:
         path: str or None. Folder of images (one sub-folder per class, or
-            `train/ val/ test/` folders). None uses the bundled demo data.
+            `train/ val/ test/` folders), a text or CoNLL file, or a
+            tensorflow-datasets dataset, `"tfds:NAME[/CONFIG][:VERSION]"`.
+            None uses the bundled demo data.
         image_size: int or None. Square input size; None takes the
             backbone's own (224 for the ImageNet backbones).
         val_fraction: float or None. Share of the examples held out for
@@ -86,6 +88,13 @@ class DataConfig:
             report, instead of stopping with an error.
         val_path: str or None. Text tasks: a separate validation file.
         test_path: str or None. Text tasks: a separate test file.
+        tfds_data_dir: str or None. Where `path="tfds:NAME"` datasets are
+            prepared; None is TFDS's default (`$TFDS_DATA_DIR` or
+            ~/tensorflow_datasets).
+        input_key: str or None. TFDS datasets: the feature holding the
+            image, text or words; None infers it from the features.
+        label_key: str or None. TFDS datasets: the ClassLabel feature (a
+            Sequence of them for tokens); None infers it.
     """
 
     path: str | None = None
@@ -101,6 +110,9 @@ class DataConfig:
     skip_bad_rows: bool = False
     val_path: str | None = None
     test_path: str | None = None
+    tfds_data_dir: str | None = None
+    input_key: str | None = None
+    label_key: str | None = None
 
     def __post_init__(self):
         if None not in (self.val_fraction, self.test_fraction):

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tfx_transfer import backbones
 from tfx_transfer.classifier import Classifier, classification_head
-from tfx_transfer.data import augment, bundled, folders, pipeline
+from tfx_transfer.data import augment, bundled, folders, pipeline, tfds_source
 from tfx_transfer.evaluate import baselines
 from tfx_transfer.tasks import defaults
 from tfx_transfer.tasks.base import Datasets, register_task
@@ -36,6 +36,7 @@ class ImagesTask(ClassificationTask):
         )
 
     def read_data(self, data_config):
+        data_config = tfds_source.local_data_config(data_config, self.name)
         return folders.read_image_folder(
             data_config.path or bundled.bundled_data_dir("fashion_mnist"),
             val_fraction=data_config.val_fraction,

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from tfx_transfer.classifier import Classifier, classification_head
-from tfx_transfer.data import bundled
+from tfx_transfer.data import bundled, tfds_source
 from tfx_transfer.data import text as text_data
 from tfx_transfer.data.pipeline import batched
 from tfx_transfer.evaluate import baselines
@@ -30,6 +30,7 @@ class TextTask(EncoderTask, ClassificationTask):
 
     def read_data(self, data_config):
         """Reads, checks, de-duplicates and splits the texts; None reads BBC News."""
+        data_config = tfds_source.local_data_config(data_config, self.name)
         if data_config.path is None:
             path, encoding = bundled.bundled_text_dir(), bundled.BUNDLED_TEXT_ENCODING
         else:

@@ -18,7 +18,7 @@ from tfx_transfer.evaluate import baselines
 from tfx_transfer.evaluate import entities as entity_metrics
 from tfx_transfer.backbones.text import ENCODER_INPUTS
 from tfx_transfer.classifier import Classifier, classification_head
-from tfx_transfer.data import alignment, alignment_ops, bundled, conll
+from tfx_transfer.data import alignment, alignment_ops, bundled, conll, tfds_source
 from tfx_transfer.data.pipeline import batched
 from tfx_transfer.tasks import defaults
 from tfx_transfer.tasks.base import Datasets, register_task
@@ -34,6 +34,7 @@ class TokensTask(EncoderTask):
 
     def read_data(self, data_config):
         """Reads and splits CoNLL-style `token TAG` files; None reads WNUT-16."""
+        data_config = tfds_source.local_data_config(data_config, self.name)
         return conll.read_token_data(
             data_config.path or bundled.bundled_conll_path(),
             val_path=data_config.val_path,
