@@ -1,11 +1,13 @@
 """tfx_transfer: pretrained backbone + small labelled data -> evaluated, served classifier.
 
-Example:
+Example (the four lines of Model Maker, with TF Serving's export):
 
->>> import tfx_transfer
->>> result = tfx_transfer.run(tfx_transfer.RunConfig())   # bundled demo data
->>> result.metrics["accuracy"], result.saved_model
->>> tfx_transfer.Predictor(result.run_dir).top_k(open("shoe.png", "rb").read())
+```python
+import tfx_transfer
+run = tfx_transfer.fine_tune("photos/", task="images", backbone="efficientnet_lite0")
+run.evaluate("new_photos/").report          # a fresh report on new data
+run.export("exported/", format="savedmodel")
+```
 
 The config classes import at once; the names that need TensorFlow load it
 on first use, so that the command line's `--help` stays fast.
@@ -30,6 +32,10 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it, imported on first use.
 _LAZY = {
+    "fine_tune": "tfx_transfer.api",
+    "load_run": "tfx_transfer.api",
+    "run_config": "tfx_transfer.api",
+    "Run": "tfx_transfer.api",
     "run": "tfx_transfer.train.pipeline",
     "RunResult": "tfx_transfer.train.pipeline",
     "Predictor": "tfx_transfer.predict",
@@ -39,14 +45,19 @@ _LAZY = {
     "register_text_backbone": "tfx_transfer.backbones",
 }
 
+# The public API. The config sections (DataConfig, ...), `run`, `RunResult`
+# and `get_task` stay importable for code written against them.
 __all__ = [
-    "AugmentConfig",
-    "DataConfig",
-    "ModelConfig",
+    "fine_tune",
+    "load_run",
+    "Run",
+    "run_config",
     "RunConfig",
-    "StageConfig",
     "load_config",
-    *_LAZY,
+    "Predictor",
+    "BackboneSpec",
+    "register_backbone",
+    "register_text_backbone",
 ]
 
 

@@ -71,13 +71,17 @@ def config_from_flags(config_path, flags):
     """Builds the `RunConfig` for `train` from a config file and flags.
 
     Args:
-        config_path: str or None. YAML/JSON file; None starts from defaults.
+        config_path: str, RunConfig or None. A YAML/JSON file or a config
+            to start from; None starts from the defaults.
         flags: dict. Flag name -> value; None means "not given".
 
     Returns:
         A `RunConfig`, resolved with its task's defaults.
     """
-    config = load_config(config_path) if config_path else RunConfig()
+    if isinstance(config_path, RunConfig):
+        config = config_path
+    else:
+        config = load_config(config_path) if config_path else RunConfig()
     config = with_overrides(
         config, {field: flags.get(flag) for flag, field in _FIELD_FLAGS.items()}
     )
