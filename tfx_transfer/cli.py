@@ -9,6 +9,7 @@ with what a run does. TensorFlow is imported only when a command runs, so
 """
 
 import dataclasses
+import re
 from pathlib import Path
 
 import click
@@ -56,6 +57,7 @@ _FIELD_FLAGS = {
     "strategy": "strategy",
     "tpu": "tpu",
     "text_column": "data.text_column",
+    "encoding": "data.encoding",
     "tfds_data_dir": "data.tfds_data_dir",
     "input_key": "data.input_key",
     "label_key": "data.label_key",
@@ -245,6 +247,8 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
                                     + _field_default("data.text_column"))
 @click.option("--label-column", help="Text: column/key of the label. "
                                      + _field_default("data.label_column"))
+@click.option("--encoding", help="Text: the data files' encoding, or several tried in order "
+                                 "(utf-8,cp1252). " + _field_default("data.encoding"))
 @click.option("--sequence-length", type=click.IntRange(min=8),
               help="Text and tokens: wordpieces per example. "
                    + _per_task(lambda d: d.sequence_length))
@@ -345,7 +349,28 @@ def train_command(config_path, resume_dir, quiet, **flags):
         pipeline = startup.import_module("tfx_transfer.train.pipeline")
         pipeline.run(config, run_dir=resume_dir, verbose=verbose)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
-        raise click.ClickException(str(error)) from error
+        raise click.ClickException(in_flag_terms(str(error))) from error
+
+
+def in_flag_terms(message):
+    """A message written for the Python API, in the flags a command-line user can type.
+
+    Example:
+
+    >>> in_flag_terms("pass text_column= and label_column=, or skip_bad_rows=True")
+    'pass --text-column and --label-column, or --skip-bad-rows'
+    >>> in_flag_terms("`data.val_fraction` must be in (0, 1). Received: val_fraction=1.5")
+    '--val-fraction must be in (0, 1). Received: val_fraction=1.5'
+    """
+    for flag, dotted in _FIELD_FLAGS.items():
+        option = "--" + flag.replace("_", "-")
+        leaf = dotted.rpartition(".")[2]
+        for name in {dotted, leaf}:
+            message = message.replace(f"`{name}`", option)
+        message = re.sub(rf"\b{leaf}=True\b", option, message)
+        # `leaf=` followed by nothing (an argument to fill in), not `leaf=value`.
+        message = re.sub(rf"\b{leaf}=(?=[\s,.;)]|$)", option, message)
+    return message
 
 
 @click.command("bench", cls=Command, context_settings=_CONTEXT)

@@ -88,6 +88,8 @@ class DataConfig:
             report, instead of stopping with an error.
         val_path: str or None. Text tasks: a separate validation file.
         test_path: str or None. Text tasks: a separate test file.
+        encoding: str. Text tasks: the encoding of the data files, or
+            several separated by commas, tried in order (e.g. "utf-8,cp1252").
         tfds_data_dir: str or None. Where `path="tfds:NAME"` datasets are
             prepared; None is TFDS's default (`$TFDS_DATA_DIR` or
             ~/tensorflow_datasets).
@@ -110,6 +112,7 @@ class DataConfig:
     skip_bad_rows: bool = False
     val_path: str | None = None
     test_path: str | None = None
+    encoding: str = "utf-8"
     tfds_data_dir: str | None = None
     input_key: str | None = None
     label_key: str | None = None

@@ -34,7 +34,7 @@ class TextTask(EncoderTask, ClassificationTask):
         if data_config.path is None:
             path, encoding = bundled.bundled_text_dir(), bundled.BUNDLED_TEXT_ENCODING
         else:
-            path, encoding = data_config.path, "utf-8"
+            path, encoding = data_config.path, data_config.encoding
         return text_data.read_text_data(
             path,
             encoding=encoding,
