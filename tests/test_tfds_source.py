@@ -103,7 +103,7 @@ def test_keys_are_inferred_or_overridden_and_named_when_wrong(data_dir):
 
 
 def test_an_unprepared_dataset_offline_names_the_data_dir_flag(tmp_path):
-    if tfds_source._online():
+    if tfds_source.online():
         pytest.skip("this machine has a network: TFDS would download mnist")
     started = time.time()
     with pytest.raises(FileNotFoundError, match="not prepared.*--tfds-data-dir"):

@@ -244,6 +244,28 @@ class Run:
 
         return ModelServer(self.run_dir, name=name, port=port, **options).start()
 
+    def test_split(self):
+        """The run's test examples, read again as the run read them.
+
+        Returns:
+            A pair (examples, labels): image paths, texts or sentences (a
+            sentence as its words joined by spaces), and their class names
+            (for tokens, each sentence's tags).
+
+        Example:
+
+        >>> examples, labels = run.test_split()
+        >>> len(examples) == len(labels) == run.metrics["num_examples"]
+        True
+        """
+        from tfx_transfer.tasks import get_task
+
+        data = get_task(self.config.task).read_data(self.config.data)
+        split = data.splits["test"]
+        if self.config.task == "tokens":
+            return ([" ".join(s.words) for s in split], [list(s.tags) for s in split])
+        return list(split.items), [data.class_names[label] for label in split.labels]
+
     def plot(self):
         """Shows the run's figures (curves, confusion matrix) inline; returns their paths."""
         paths = [p for p in (self.run_dir / "training_curves.png",

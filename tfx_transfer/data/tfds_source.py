@@ -141,7 +141,7 @@ def _prepared_builder(path, data_dir):
     if builder.is_prepared():
         return builder
     where = data_dir or "TFDS's default data directory"
-    if not _online():
+    if not online():
         raise FileNotFoundError(
             f"TFDS dataset {spec!r} is not prepared in {where}, and this machine cannot "
             "reach the network to download it. Prepare it first on a machine with a "
@@ -152,7 +152,7 @@ def _prepared_builder(path, data_dir):
     return builder
 
 
-def _online():
+def online():
     """Whether TFDS's download host answers; False fails fast instead of retrying for minutes."""
     if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
         return True

@@ -1,30 +1,30 @@
 """The report's figures: the confusion matrix and the training curves, as PNG."""
 
-import matplotlib
-
-matplotlib.use("Agg")  # Headless: runs on servers and in CI.
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn import metrics as sk_metrics  # noqa: E402
+import numpy as np
+# Figures without pyplot: headless on servers and in CI, and a notebook's
+# own backend (inline plots) is left as the user set it.
+from matplotlib.figure import Figure
+from sklearn import metrics as sk_metrics
 
 
 def plot_confusion_matrix(matrix, class_names, path):
     """Draws the confusion matrix with counts in the cells, saved as PNG."""
     matrix = np.asarray(matrix)
     size = max(5, 0.6 * len(class_names) + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
+    figure = Figure(figsize=(size, size))
+    axes = figure.subplots()
     sk_metrics.ConfusionMatrixDisplay(matrix, display_labels=list(class_names)).plot(
         ax=axes, cmap="Blues", colorbar=False, xticks_rotation=45
     )
     axes.set_title("Confusion matrix (test split)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_training_curves(stage_results, path):
     """Plots loss and accuracy over all stages' epochs, stages marked."""
-    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    figure = Figure(figsize=(11, 4))
+    loss_axes, acc_axes = figure.subplots(1, 2)
     offset = 0
     for result in stage_results:
         history = result.history
@@ -41,7 +41,7 @@ def plot_training_curves(stage_results, path):
     for axes, title in ((loss_axes, "loss"), (acc_axes, "accuracy")):
         axes.set_xlabel("epoch (all stages)")
         axes.set_title(title)
-        axes.legend(fontsize=8)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
