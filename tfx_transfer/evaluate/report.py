@@ -183,5 +183,26 @@ def classification_body(metrics):
         metrics["text_report"],
         "Confusion matrix (rows: true, columns: predicted):",
     ]
-    body += ["  " + " ".join(f"{count:4d}" for count in row) for row in metrics["confusion_matrix"]]
+    body += confusion_lines(metrics["confusion_matrix"], list(metrics["per_class"]))
     return "\n".join(body)
+
+
+def confusion_lines(matrix, class_names):
+    """The confusion matrix as text, its rows and columns labelled with the class names.
+
+    Column heads are cut to the cell width; the rows carry the full names.
+
+    Example:
+
+    >>> print("\\n".join(confusion_lines([[5, 1], [0, 7]], ["cat", "dog"])))
+           cat  dog
+      cat    5    1
+      dog    0    7
+    """
+    cell = max(4, min(8, max(len(name) for name in class_names)),
+               max(len(str(count)) for row in matrix for count in row))
+    left = max(len(name) for name in class_names)
+    lines = ["  " + " " * left + "".join(f" {name[:cell]:>{cell}}" for name in class_names)]
+    lines += [f"  {name:>{left}}" + "".join(f" {count:>{cell}d}" for count in row)
+              for name, row in zip(class_names, matrix)]
+    return lines
