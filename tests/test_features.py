@@ -71,3 +71,20 @@ def test_extract_stores_one_row_per_example_and_view():
     empty = features.extract(extractor, dataset.take(0))
     assert [a.shape for a in empty] == [(0, 1280), (0, 3), (0,)]
     assert [a.dtype for a in empty] == [np.float32, labels.dtype, stored_weights.dtype]
+
+
+def test_extract_shows_progress_in_examples_per_second(capsys):
+    extractor, _ = features.split_classifier(classifier().model)
+    x, y = data(10)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    quiet = features.extract(extractor, dataset)
+    assert capsys.readouterr().out == ""
+    shown = features.extract(extractor, dataset, views=2, progress="training")
+    out = capsys.readouterr().out
+    assert "Backbone features of training examples (2 augmented views):" in out
+    assert "6/6" in out and "examples/s" in out
+    np.testing.assert_allclose(shown[0][:10], quiet[0], atol=1e-6)
+    # A stream of unknown length still ends its bar.
+    unknown = dataset.filter(lambda *batch: True)
+    features.extract(extractor, unknown, progress=True)
+    assert "examples/s" in capsys.readouterr().out

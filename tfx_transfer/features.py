@@ -45,6 +45,8 @@ class Caching:
         key: dict or None. JSON-able description of the data and the
             preprocessing outside the model (a task's `feature_key`); the
             store is used only when this is given too.
+        progress: bool. Show a progress bar (examples per second) while
+            the backbone runs over the data.
         workers: `tfx_transfer.distribute.Distribution` or None. With
             several workers, each runs the backbone over its own share of
             the batches and every worker ends with all the features.
@@ -61,6 +63,7 @@ class Caching:
     store: "FeatureCache | None" = None
     key: dict | None = None
     workers: object = None
+    progress: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +103,10 @@ def cached_head(model, train_data, val_data, caching):
     extractor, head = split_classifier(model)
     views = caching.views
     if caching.store is None or caching.key is None:
-        train = extract(extractor, train_data, views, caching.workers)
-        val = extract(extractor, val_data, workers=caching.workers)
+        train = extract(extractor, train_data, views, caching.workers,
+                        progress=caching.progress and "training")
+        val = extract(extractor, val_data, workers=caching.workers,
+                      progress=caching.progress and "validation")
     else:
         # Taken now, not when the run started: the weights the head sees.
         fingerprint = weights_fingerprint(extractor)
@@ -109,7 +114,7 @@ def cached_head(model, train_data, val_data, caching):
             load_or_extract(
                 caching.store,
                 {**caching.key, "split": split, "views": n, "weights": fingerprint},
-                extractor, dataset, n,
+                extractor, dataset, n, progress=caching.progress,
             )
             for split, dataset, n in (("train", train_data, views), ("val", val_data, 1))
         )
@@ -165,7 +170,7 @@ def split_classifier(model):
     return extractor, keras.Model(inputs, x, name="head")
 
 
-def extract(extractor, dataset, views=1, workers=None):
+def extract(extractor, dataset, views=1, workers=None, progress=False):
     """Runs `extractor` over `dataset` `views` times; returns the stored arrays.
 
     Each pass over a training stream draws fresh augmentations, so `views`
@@ -180,6 +185,8 @@ def extract(extractor, dataset, views=1, workers=None):
             several workers, worker i runs every i-th batch and all of them
             receive every worker's rows (worker 0's first), so each ends
             with the same arrays.
+        progress: bool or str. Show a Keras progress bar (examples per
+            second); a string names the split in its title.
 
     Returns:
         A tuple of NumPy arrays: (features, labels) or (features, labels,
@@ -189,9 +196,14 @@ def extract(extractor, dataset, views=1, workers=None):
         dataset = dataset.shard(workers.num_workers, workers.worker_index)
     forward = _forward_function(extractor, dataset.element_spec[0])
     parts = None
+    bar = _progress_bar(dataset, views, progress) if progress else None
+    started, step, examples = time.time(), 0, 0
     for _ in range(views):
         for batch in dataset:
             inputs, *targets = batch
+            if bar is not None:
+                step, examples = step + 1, examples + int(targets[0].shape[0])
+                bar.update(step, [("examples/s", examples / max(time.time() - started, 1e-6))])
             # float32 whatever the precision policy: numpy has no bfloat16.
             row = (np.asarray(forward(inputs), np.float32), *(np.asarray(t) for t in targets))
             parts = [[] for _ in row] if parts is None else parts
@@ -205,8 +217,20 @@ def extract(extractor, dataset, views=1, workers=None):
         parts = [[np.zeros((0, *shape[1:]), np.float32)]] + [
             [np.zeros((0, *spec.shape[1:]), spec.dtype.as_numpy_dtype)]
             for spec in dataset.element_spec[1:]]
+    if bar is not None and bar.target is None:
+        bar.update(step, finalize=True)
     arrays = tuple(np.concatenate(store) for store in parts)
     return gather_from_workers(arrays, workers.strategy) if _sharded(workers) else arrays
+
+
+def _progress_bar(dataset, views, split):
+    """A Keras progress bar over the batches of `views` passes (a line when not a terminal)."""
+    batches = int(dataset.cardinality())
+    name = split if isinstance(split, str) else "the"
+    print(f"Backbone features of {name} examples"
+          + (f" ({views} augmented views)" if views > 1 else "") + ":")
+    return keras.utils.Progbar(batches * views if batches >= 0 else None, unit_name="batch",
+                               stateful_metrics=["examples/s"])
 
 
 def _sharded(workers):
@@ -314,7 +338,7 @@ def _architecture(model):
     return json.dumps(rename(config), sort_keys=True)
 
 
-def load_or_extract(cache, description, extractor, dataset, views=1):
+def load_or_extract(cache, description, extractor, dataset, views=1, progress=False):
     """Returns `extract(extractor, dataset, views)`, from `cache` when it holds them.
 
     Args:
@@ -324,6 +348,7 @@ def load_or_extract(cache, description, extractor, dataset, views=1):
         extractor: keras.Model. From `split_classifier`.
         dataset: tf.data.Dataset. As for `extract`.
         views: int. As for `extract`.
+        progress: bool. As for `extract`.
 
     Returns:
         The tuple of arrays `extract` returns.
@@ -334,7 +359,7 @@ def load_or_extract(cache, description, extractor, dataset, views=1):
     if arrays is not None:
         print(f"Loaded {what} from the feature cache {cache.directory} (key {key[:12]}).")
         return arrays
-    arrays = extract(extractor, dataset, views)
+    arrays = extract(extractor, dataset, views, progress=progress and what.split()[0])
     try:
         cache.save(key, arrays, description)
         print(f"Saved {what} to the feature cache {cache.directory} (key {key[:12]}).")

@@ -114,7 +114,8 @@ def _run(task, config, run_dir, verbose, distribution):
     stage_results = stages.run_stages(
         classifier, config.stages, datasets.train, datasets.val, run_dir,
         objective=task.objective(config, data),
-        caching=feature_caching(task, config, data, backbone, distribution),
+        caching=feature_caching(task, config, data, backbone, distribution,
+                                progress=verbose > 0),
         jit_compile=config.jit_compile, verbose=verbose, refit=config.refit_head,
     )
 
@@ -185,8 +186,11 @@ def resume_config(run_dir):
     return load_config(path)
 
 
-def feature_caching(task, config, data, backbone, distribution=None):
-    """The `features.Caching` of a run, or None for the plain Keras loop."""
+def feature_caching(task, config, data, backbone, distribution=None, progress=False):
+    """The `features.Caching` of a run, or None for the plain Keras loop.
+
+    `progress` shows a bar while the backbone runs over the data.
+    """
     if not config.cache_features:
         return None
     # Without random augmentation every pass gives the same features.
@@ -203,6 +207,7 @@ def feature_caching(task, config, data, backbone, distribution=None):
     return features.Caching(
         views=views, batch_size=config.data.batch_size, seed=config.data.seed, store=store,
         key=task.feature_key(data, config, backbone) if store else None, workers=workers,
+        progress=progress,
     )
 
 
