@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from conftest import serve_in_fresh_process
 from tfx_transfer import tasks, train
-from tfx_transfer.config import RunConfig, StageConfig, load_config
+from tfx_transfer.config import RunConfig, StageConfig
+from tfx_transfer.config_files import load_config
 
 SHORT_PLAN = (
     StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=3, optimizer="lbfgs"),

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from tfx_transfer import cli, tasks
-from tfx_transfer.config import DataConfig, RunConfig, check_fractions, load_config, save_config
+from tfx_transfer.config import DataConfig, RunConfig, check_fractions
+from tfx_transfer.config_files import load_config, save_config
 from tfx_transfer.tasks.defaults import DEFAULTS
 
 

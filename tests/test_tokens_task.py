@@ -9,7 +9,8 @@ import harness
 from tfx_transfer import cli
 from tfx_transfer.evaluate import entities as entity_metrics
 from tfx_transfer.evaluate import new_data
-from tfx_transfer.config import DataConfig, StageConfig, load_config
+from tfx_transfer.config import DataConfig, StageConfig
+from tfx_transfer.config_files import load_config
 from tfx_transfer.tasks import get_task
 
 PEOPLE = ["Alice", "Bob Marley", "Angela Merkel", "Barack Obama", "Zoë Tokenization"]

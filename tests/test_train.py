@@ -14,7 +14,8 @@ from PIL import Image
 import harness
 from conftest import write_colour_images
 from tfx_transfer import backbones, classifier, cli, startup
-from tfx_transfer.config import DataConfig, RunConfig, save_config
+from tfx_transfer.config import DataConfig, RunConfig
+from tfx_transfer.config_files import save_config
 
 SIZE = 64
 

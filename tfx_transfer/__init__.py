@@ -25,8 +25,8 @@ from tfx_transfer.config import (  # noqa: E402 (after the TensorFlow logging de
     ModelConfig,
     RunConfig,
     StageConfig,
-    load_config,
 )
+from tfx_transfer.config_files import load_config  # noqa: E402
 
 __version__ = "0.1.0"
 

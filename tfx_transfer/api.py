@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from tfx_transfer.config import RunConfig, load_config
+from tfx_transfer.config_files import load_config
 
 # Parameters of the train command that are not options of a run.
 _NOT_OPTIONS = ("config_path", "resume_dir", "quiet")

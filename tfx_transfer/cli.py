@@ -9,13 +9,12 @@ with what a run does. TensorFlow is imported only when a command runs, so
 """
 
 import dataclasses
-import re
 from pathlib import Path
 
 import click
 
 from tfx_transfer import __version__, cli_deploy, startup
-from tfx_transfer.cli_errors import Command, Group
+from tfx_transfer.cli_errors import Command, Group, in_flag_terms
 from tfx_transfer.config import (
     MIXED_PRECISION,
     STRATEGIES,
@@ -23,8 +22,8 @@ from tfx_transfer.config import (
     DataConfig,
     ModelConfig,
     RunConfig,
-    load_config,
 )
+from tfx_transfer.config_files import load_config
 from tfx_transfer.tasks import TASK_NAMES, resolve
 from tfx_transfer.tasks.defaults import DEFAULTS
 
@@ -349,28 +348,7 @@ def train_command(config_path, resume_dir, quiet, **flags):
         pipeline = startup.import_module("tfx_transfer.train.pipeline")
         pipeline.run(config, run_dir=resume_dir, verbose=verbose)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
-        raise click.ClickException(in_flag_terms(str(error))) from error
-
-
-def in_flag_terms(message):
-    """A message written for the Python API, in the flags a command-line user can type.
-
-    Example:
-
-    >>> in_flag_terms("pass text_column= and label_column=, or skip_bad_rows=True")
-    'pass --text-column and --label-column, or --skip-bad-rows'
-    >>> in_flag_terms("`data.val_fraction` must be in (0, 1). Received: val_fraction=1.5")
-    '--val-fraction must be in (0, 1). Received: val_fraction=1.5'
-    """
-    for flag, dotted in _FIELD_FLAGS.items():
-        option = "--" + flag.replace("_", "-")
-        leaf = dotted.rpartition(".")[2]
-        for name in {dotted, leaf}:
-            message = message.replace(f"`{name}`", option)
-        message = re.sub(rf"\b{leaf}=True\b", option, message)
-        # `leaf=` followed by nothing (an argument to fill in), not `leaf=value`.
-        message = re.sub(rf"\b{leaf}=(?=[\s,.;)]|$)", option, message)
-    return message
+        raise click.ClickException(in_flag_terms(str(error), _FIELD_FLAGS)) from error
 
 
 @click.command("bench", cls=Command, context_settings=_CONTEXT)

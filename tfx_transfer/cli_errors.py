@@ -5,9 +5,11 @@ it does not do is keep an unexpected exception (a TensorFlow op error, a
 bug) from printing a page of traceback at a user who only needs the
 reason. `Command` and `Group` turn any such exception into one line and
 exit 1; `--debug` (on the group or on any command) prints the traceback
-as well, for a bug report.
+as well, for a bug report. `in_flag_terms` puts a message written for the
+Python API into the flags a command-line user can type.
 """
 
+import re
 import sys
 import traceback
 
@@ -36,6 +38,37 @@ def one_line(error):
         message = message[:_MAX_REASON] + " ..."
     name = type(error).__name__
     return f"{name}: {message}" if message else name
+
+
+def in_flag_terms(message, field_flags):
+    """A message written for the Python API, in the flags a command-line user can type.
+
+    Args:
+        message: str. Names arguments (`skip_bad_rows=True`, `text_column=`)
+            or config fields (`` `data.val_fraction` ``).
+        field_flags: dict. Flag name (underscores) -> dotted config field.
+
+    Returns:
+        The message with each of those as its flag (`--skip-bad-rows`).
+
+    Example:
+
+    >>> flags = {"text_column": "data.text_column", "label_column": "data.label_column",
+    ...          "skip_bad_rows": "data.skip_bad_rows", "val_fraction": "data.val_fraction"}
+    >>> in_flag_terms("pass text_column= and label_column=, or skip_bad_rows=True", flags)
+    'pass --text-column and --label-column, or --skip-bad-rows'
+    >>> in_flag_terms("`data.val_fraction` must be in (0, 1). Received: val_fraction=1.5", flags)
+    '--val-fraction must be in (0, 1). Received: val_fraction=1.5'
+    """
+    for flag, dotted in field_flags.items():
+        option = "--" + flag.replace("_", "-")
+        leaf = dotted.rpartition(".")[2]
+        for name in {dotted, leaf}:
+            message = message.replace(f"`{name}`", option)
+        message = re.sub(rf"\b{leaf}=True\b", option, message)
+        # `leaf=` followed by nothing (an argument to fill in), not `leaf=value`.
+        message = re.sub(rf"\b{leaf}=(?=[\s,.;)]|$)", option, message)
+    return message
 
 
 def _debug_callback(ctx, _param, value):

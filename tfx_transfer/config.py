@@ -1,7 +1,7 @@
 """Run configuration: one frozen dataclass per concern, read from YAML/JSON.
 
 A run is described completely by a `RunConfig`. It is built from defaults,
-then a YAML or JSON file, then command-line overrides (`tfx_transfer.cli`),
+then a YAML or JSON file (`tfx_transfer.config_files`), then command-line overrides (`tfx_transfer.cli`),
 and written back as the run directory's `config.yaml`, so a run can be
 repeated or resumed from that file alone. Fields a task decides (backbone,
 fractions, sequence length, the stage plan) stay None until `resolved`
@@ -10,10 +10,7 @@ Config objects are never mutated; derived configs are new objects.
 """
 
 import dataclasses
-import json
-from pathlib import Path
 
-import yaml
 
 # `RunConfig.mixed_precision` values; `tfx_transfer.precision` maps them to policies.
 MIXED_PRECISION = ("off", "float16", "bfloat16")
@@ -405,31 +402,3 @@ def _build(cls, value, source):
             f"{sorted(_field_names(cls))}"
         )
     return cls(**value)
-
-
-def load_config(path):
-    """Reads a `RunConfig` from a YAML or JSON file.
-
-    Args:
-        path: str or Path. The file; `.json` is read as JSON, anything else
-            as YAML.
-
-    Returns:
-        A `RunConfig`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Config file not found: {path}")
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ValueError(f"{path}: not valid YAML/JSON: {error}") from error
-    if data is not None and not isinstance(data, dict):
-        raise ValueError(f"{path}: the top level must be a mapping.")
-    return RunConfig.from_dict(data, source=str(path))
-
-
-def save_config(config, path):
-    """Writes `config` as YAML to `path`."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -211,7 +211,7 @@ def export_run(run_dir, variants=VARIANTS):
     import keras
 
     from tfx_transfer import tasks
-    from tfx_transfer.config import load_config
+    from tfx_transfer.config_files import load_config
 
     run_dir = Path(run_dir)
     config = load_config(run_dir / "config.yaml")

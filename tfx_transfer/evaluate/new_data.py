@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfx_transfer.config import load_config
+from tfx_transfer.config_files import load_config
 from tfx_transfer.data.conll import read_conll
 from tfx_transfer.data.folders import read_image_folder
 from tfx_transfer.data.text import read_text_data

@@ -13,7 +13,8 @@ import keras
 import tensorflow as tf
 
 from tfx_transfer import distribute, export, features, multiworker, precision, stages, tasks
-from tfx_transfer.config import RunConfig, load_config, save_config
+from tfx_transfer.config import RunConfig
+from tfx_transfer.config_files import load_config, save_config
 from tfx_transfer.files import cache_dir
 
 CONFIG_FILE = "config.yaml"
