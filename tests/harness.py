@@ -56,7 +56,7 @@ def train_tiny(task, output_dir, data, model=None, stages=SHORT_PLAN, **fields):
     config = RunConfig(task=task, output_dir=str(output_dir), run_name=f"tiny-{task}",
                        data=data, stages=stages, **({"model": model} if model else {}),
                        **fields)
-    return train.run(config, verbose=0)
+    return train.run(config, verbose=1)
 
 
 def check_task_run(result, raw_inputs, capsys=None):
@@ -100,7 +100,7 @@ def check_task_run(result, raw_inputs, capsys=None):
             np.testing.assert_array_equal(served[key], value, err_msg=key)
 
     # Resume of a finished run: nothing trains again, the report is the same.
-    again = train.run(run_dir=run_dir, verbose=0)
+    again = train.run(run_dir=run_dir, verbose=1)
     if capsys is not None:
         assert "already finished" in capsys.readouterr().out
     assert again.stages == result.stages

@@ -5,7 +5,7 @@ import doctest
 import pytest
 
 import tfx_transfer
-from tfx_transfer import api, cli_errors
+from tfx_transfer import api, cli_errors, progress
 from tfx_transfer.data import tfds_source
 
 
@@ -19,7 +19,7 @@ def globs(colour_folder, tmp_path_factory):
     return {"photos": colour_folder, "tiny": tiny, "run": run, "tmp": tmp}
 
 
-@pytest.mark.parametrize("module", [api, cli_errors, tfds_source])
+@pytest.mark.parametrize("module", [api, cli_errors, progress, tfds_source])
 def test_the_docstring_examples_run(module, globs):
     failures, tried = doctest.testmod(
         module, extraglobs=globs, optionflags=doctest.ELLIPSIS, verbose=False)

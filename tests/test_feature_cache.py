@@ -216,7 +216,7 @@ def test_a_save_that_fails_midway_leaves_nothing_behind(tmp_path, monkeypatch, c
     written.clear()
     computed = features.load_or_extract(cache, description, small_extractor(), small_dataset())
     assert len(computed) == 2 and calls["extract"] == 1
-    assert "could not write the feature cache" in capsys.readouterr().out
+    assert "Warning: could not write the feature cache" in capsys.readouterr().err
     assert list(cache.directory.iterdir()) == []
 
 
@@ -314,13 +314,13 @@ def test_a_second_run_with_another_learning_rate_loads_the_first_runs_features(
     with monkeypatch.context() as patch:
         interrupt_the_head_stage(patch)
         with pytest.raises(KeyboardInterrupt):
-            train.run(small_run, verbose=0)
+            train.run(small_run, verbose=1)
     assert calls["extract"] == 2
     assert "Saved train features to the feature cache" in capsys.readouterr().out
 
     faster = StageConfig(name="head", unfreeze=0, learning_rate=3e-2, epochs=1)
     result = train.run(
-        dataclasses.replace(small_run, run_name="faster", stages=(faster,)), verbose=0
+        dataclasses.replace(small_run, run_name="faster", stages=(faster,)), verbose=1
     )
     assert calls["extract"] == 2  # The backbone did not run again.
     out = capsys.readouterr().out
@@ -338,7 +338,7 @@ def test_no_feature_cache_writes_nothing(small_run, monkeypatch, capsys, calls):
     before = feature_entries()
     interrupt_the_head_stage(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        train.run(dataclasses.replace(small_run, feature_cache=False), verbose=0)
+        train.run(dataclasses.replace(small_run, feature_cache=False), verbose=1)
     assert calls["extract"] == 2  # The features were computed, in memory only.
     assert feature_entries() == before
     assert "feature cache" not in capsys.readouterr().out

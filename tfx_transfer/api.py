@@ -19,7 +19,7 @@ import numpy as np
 from tfx_transfer.config_files import load_config
 
 # Parameters of the train command that are not options of a run.
-_NOT_OPTIONS = ("config_path", "resume_dir", "quiet")
+_NOT_OPTIONS = ("config_path", "resume_dir", "quiet", "verbose")
 
 
 def fine_tune(data=None, task=None, config=None, verbose=True, **options):
@@ -32,8 +32,9 @@ def fine_tune(data=None, task=None, config=None, verbose=True, **options):
             config's (images by default).
         config: RunConfig, str or None. A config, or a YAML/JSON file, that
             the options then override.
-        verbose: bool. Print the plan, one line per epoch and the report;
-            False prints nothing.
+        verbose: bool or int. True prints the plan, one line per epoch,
+            progress bars and the report; 2 adds the seconds of each step;
+            False prints nothing (the report is `Run.report`).
         **options: the `train` command's flags, with underscores:
             `backbone`, `epochs`, `fine_tune_epochs`, `batch_size`,
             `image_size`, `output_dir`, ... (`python -m tfx_transfer train -h`).
@@ -57,7 +58,7 @@ def fine_tune(data=None, task=None, config=None, verbose=True, **options):
     from tfx_transfer.train import pipeline
 
     if verbose:
-        return Run(pipeline.run(config, verbose=2).run_dir)
+        return Run(pipeline.run(config, verbose=2 if verbose == 2 else 1).run_dir)
     with contextlib.redirect_stdout(io.StringIO()):
         return Run(pipeline.run(config, verbose=0).run_dir)
 

@@ -327,8 +327,12 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
                             "or an address such as grpc://HOST:8470.")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Resume an interrupted run from its directory (uses its config.yaml).")
-@click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
-def train_command(config_path, resume_dir, quiet, **flags):
+@click.option("--quiet", is_flag=True,
+              help="Print only the final report (no plan, epochs or progress bars).")
+@click.option("--verbose", is_flag=True,
+              help="Also print the seconds each step took (data, backbone features, each "
+                   "stage, baseline, evaluation, export) in the final summary.")
+def train_command(config_path, resume_dir, quiet, verbose, **flags):
     """Fine-tune a pretrained backbone on your images or texts, report, and export.
 
     With no flags: EfficientNet-Lite0 (ImageNet weights bundled, no network
@@ -337,7 +341,9 @@ def train_command(config_path, resume_dir, quiet, **flags):
     checkpoints, logs, metrics.json, report.txt, plots, labels.txt,
     model.keras and a SavedModel that takes raw image bytes or raw strings.
     """
-    verbose = 0 if quiet else 2
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose contradict each other; give one.")
+    level = 0 if quiet else 2 if verbose else 1  # tfx_transfer.progress's levels.
     if resume_dir and (config_path or any(v is not None for v in flags.values())):
         raise click.UsageError("--resume uses the run's own config.yaml; "
                                "give no other options with it.")
@@ -346,7 +352,7 @@ def train_command(config_path, resume_dir, quiet, **flags):
         config = None if resume_dir else config_from_flags(config_path, flags)
         startup.prepare_replicas((config or _resumed_config(resume_dir)).strategy)
         pipeline = startup.import_module("tfx_transfer.train.pipeline")
-        pipeline.run(config, run_dir=resume_dir, verbose=verbose)
+        pipeline.run(config, run_dir=resume_dir, verbose=level)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         raise click.ClickException(in_flag_terms(str(error), _FIELD_FLAGS)) from error
 

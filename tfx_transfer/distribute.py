@@ -26,6 +26,8 @@ import os
 import tensorflow as tf
 
 from tfx_transfer.config import STRATEGIES
+from tfx_transfer.progress import warn
+
 # Environment variables that say a TPU is attached (Colab, Cloud TPU VMs, GKE).
 TPU_ENVIRONMENT = ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE")
 
@@ -210,9 +212,9 @@ def _check_cpu_kernels(devices):
     """Warns when replicas on CPUs run oneDNN (`tfx_transfer.startup.prepare_replicas`)."""
     if any("CPU" in device for device in devices) and (
             os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"):
-        print("Warning: replicas on CPU devices with oneDNN on: a replica's empty last "
-              "batch breaks oneDNN's Conv2D. Set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow "
-              "starts (the command line does).")
+        warn("replicas on CPU devices with oneDNN on: a replica's empty last "
+             "batch breaks oneDNN's Conv2D. Set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow "
+             "starts (the command line does).")
 
 
 def with_global_batch(config, distribution):

@@ -14,6 +14,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from tfx_transfer.progress import bar
+
 SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"
 LABELS_FILE = "labels.txt"
@@ -86,11 +88,18 @@ def export_run(model, serving_fn, class_names, run_dir, track=()):
         The SavedModel folder as a Path.
     """
     run_dir = Path(run_dir)
+    parts = bar(3, f"Exporting {LABELS_FILE}, {KERAS_FILE} and {SAVED_MODEL_DIR}/ to {run_dir}:",
+                unit_name="file")
     with atomic_path(run_dir / LABELS_FILE) as tmp:
         tmp.write_text("".join(f"{name}\n" for name in class_names))
     with atomic_path(run_dir / KERAS_FILE) as tmp:
         model.save(tmp)
-    return export_saved_model(model, serving_fn, run_dir / SAVED_MODEL_DIR, track)
+    if parts is not None:
+        parts.update(2)
+    saved = export_saved_model(model, serving_fn, run_dir / SAVED_MODEL_DIR, track)
+    if parts is not None:
+        parts.update(3)
+    return saved
 
 
 def _model_dir(path):

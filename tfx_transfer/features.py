@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfx_transfer.data.pipeline import batched
 from tfx_transfer.feature_store import FeatureCache
+from tfx_transfer.progress import bar, say, warn
 
 HEAD_LAYERS = ("head_standardize", "head_dropout", "head_hidden", "probabilities")
 
@@ -120,7 +121,7 @@ def cached_head(model, train_data, val_data, caching):
         )
     shared = (f", the backbone pass shared by {caching.workers.num_workers} workers"
               if _sharded(caching.workers) else "")
-    print(
+    say(
         f"Cached backbone features of {len(train[0])} training examples "
         f"({views} view(s)) and {len(val[0])} validation examples in "
         f"{time.time() - started:.0f} s{shared}; head-only stages train on them."
@@ -227,10 +228,10 @@ def _progress_bar(dataset, views, split):
     """A Keras progress bar over the batches of `views` passes (a line when not a terminal)."""
     batches = int(dataset.cardinality())
     name = split if isinstance(split, str) else "the"
-    print(f"Backbone features of {name} examples"
-          + (f" ({views} augmented views)" if views > 1 else "") + ":")
-    return keras.utils.Progbar(batches * views if batches >= 0 else None, unit_name="batch",
-                               stateful_metrics=["examples/s"])
+    title = (f"Backbone features of {name} examples"
+             + (f" ({views} augmented views)" if views > 1 else "") + ":")
+    return bar(batches * views if batches >= 0 else None, title, unit_name="batch",
+               stateful_metrics=["examples/s"])
 
 
 def _sharded(workers):
@@ -357,13 +358,13 @@ def load_or_extract(cache, description, extractor, dataset, views=1, progress=Fa
     what = f"{description.get('split', 'the')} features"
     arrays = cache.load(key)
     if arrays is not None:
-        print(f"Loaded {what} from the feature cache {cache.directory} (key {key[:12]}).")
+        say(f"Loaded {what} from the feature cache {cache.directory} (key {key[:12]}).")
         return arrays
     arrays = extract(extractor, dataset, views, progress=progress and what.split()[0])
     try:
         cache.save(key, arrays, description)
-        print(f"Saved {what} to the feature cache {cache.directory} (key {key[:12]}).")
+        say(f"Saved {what} to the feature cache {cache.directory} (key {key[:12]}).")
     except OSError as error:
         # A full or read-only disk costs the next run time, not this one its result.
-        print(f"Warning: could not write the feature cache {cache.directory}: {error}")
+        warn(f"could not write the feature cache {cache.directory}: {error}")
     return arrays

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from tfx_transfer import features, optimizers, probe, selection
+from tfx_transfer.progress import say, step
 from tfx_transfer.unfreezing import (  # noqa: F401 (the stage plan's API)
     check_unfreeze,
     describe_plan,
@@ -248,25 +249,28 @@ def run_stages(
     for stage in plan:
         if stage.name in done:
             result = done[stage.name]
-            print(f"Stage '{stage.name}' already finished; resuming after it.")
+            say(f"Stage '{stage.name}' already finished; resuming after it.")
         else:
             target, train, val = model, train_data, val_data
             on_features = stage.unfreeze == 0 and caching is not None
             if on_features:
                 set_trainable_blocks(classifier.backbone, classifier.unfreeze_groups, 0)
-                cached = cached or features.cached_head(model, train_data, val_data, caching)
+                if cached is None:
+                    with step("backbone features"):
+                        cached = features.cached_head(model, train_data, val_data, caching)
                 target, train, val = cached.head, cached.train, cached.val
             if best is not None and best_correct is None:  # Resumed after `best`.
                 best_correct = selection.correctness(model, val_data)
-            if stage.optimizer == "lbfgs" and _probe_applies(target, on_features, stage):
-                result, correct = _fit_probe_stage(target, cached, stage, fitting)
-            else:
-                result, correct = _run_stage(target, classifier, stage, train, val,
-                                             fitting, backup=target is model)
+            with step(f"stage {stage.name}"):
+                if stage.optimizer == "lbfgs" and _probe_applies(target, on_features, stage):
+                    result, correct = _fit_probe_stage(target, cached, stage, fitting)
+                else:
+                    result, correct = _run_stage(target, classifier, stage, train, val,
+                                                 fitting, backup=target is model)
             decision = selection.decide(stage.name, correct, best and best.name, best_correct)
             result = dataclasses.replace(result, kept=decision.kept, gain=decision.gain,
                                          gain_standard_error=decision.standard_error)
-            print(decision.reason[0].upper() + decision.reason[1:] + ".")
+            say(decision.reason[0].upper() + decision.reason[1:] + ".")
             if result.kept:
                 best_correct = correct
                 model.save_weights(str(kept_path))
@@ -282,8 +286,9 @@ def run_stages(
             best = result
             kept_weights = model.get_weights()
     if refit and best is not None and "C" in best.settings and not best.settings.get("refit"):
-        cached = cached or features.cached_head(model, train_data, val_data, caching)
-        results[results.index(best)] = _refit_probe(cached, best, objective.class_weight)
+        with step(f"stage {best.name}"):
+            cached = cached or features.cached_head(model, train_data, val_data, caching)
+            results[results.index(best)] = _refit_probe(cached, best, objective.class_weight)
         model.save_weights(str(kept_path))
         _write_state(run_dir, results)
     return results
@@ -295,8 +300,8 @@ def _refit_probe(cached, result, class_weight):
     C = result.settings["C"]
     _, rows = probe.fit_dense_head(cached.head, both, cached.val_arrays, class_weight,
                                    grid=(C,))
-    print(f"Head '{result.name}' fitted again on training + validation features "
-          f"({rows} rows) at C={C:g}; its validation score is no longer held out.")
+    say(f"Head '{result.name}' fitted again on training + validation features "
+        f"({rows} rows) at C={C:g}; its validation score is no longer held out.")
     return dataclasses.replace(result, settings={**result.settings, "refit": True})
 
 
@@ -306,8 +311,8 @@ def _probe_applies(head, on_features, stage):
     problem = ("the head has a hidden layer" if "head_hidden" in names
                else None if on_features else "features are not cached (--no-cache-features)")
     if problem:
-        print(f"Stage '{stage.name}': {problem}, so the L-BFGS fit does not apply; "
-              f"training with Adam at learning rate {stage.learning_rate:g} instead.")
+        say(f"Stage '{stage.name}': {problem}, so the L-BFGS fit does not apply; "
+            f"training with Adam at learning rate {stage.learning_rate:g} instead.")
     return problem is None
 
 
@@ -321,9 +326,9 @@ def _fit_probe_stage(head, cached, stage, fitting):
     fit, rows = probe.fit_dense_head(head, cached.train_arrays, cached.val_arrays,
                                      fitting.objective.class_weight)
     correct = selection.correctness(head, cached.val)
-    print(f"\nStage '{stage.name}': softmax head fitted by L-BFGS on {rows} "
-          f"cached feature rows in {time.time() - started:.0f} s; C={fit.C:g} chosen by "
-          f"validation log-loss of C in {list(fit.scores)}")
+    say(f"\nStage '{stage.name}': softmax head fitted by L-BFGS on {rows} "
+        f"cached feature rows in {time.time() - started:.0f} s; C={fit.C:g} chosen by "
+        f"validation log-loss of C in {list(fit.scores)}")
     history = {
         "C": list(fit.scores),
         **{key: [score[key] for score in fit.scores.values()]
@@ -355,7 +360,7 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
         jit_compile=fitting.jit_compile,
     )
     trainable = len(model.trainable_weights)
-    print(
+    say(
         f"\nStage '{stage.name}': {trainable} trainable weight tensors, "
         f"{'adam' if stage.optimizer == 'lbfgs' else stage.optimizer}, "
         f"learning rate {stage.learning_rate:g}"

@@ -26,10 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+from tensorflow.python.framework.convert_to_constants import (
+    convert_variables_to_constants_v2,
+)
 
 from tfx_transfer import export
 from tfx_transfer.data.pipeline import decode_and_resize
+from tfx_transfer.progress import tracked
 
 VARIANTS = ("float32", "dynamic", "int8")
 TFLITE_DIR = "tflite"
@@ -89,7 +92,7 @@ def load_images(paths, image_size):
                      for path in paths])
 
 
-def score_tflite(blob, images, labels):
+def score_tflite(blob, images, labels, name="the TFLite model"):
     """Accuracy, mean latency (ms per image) and size (MB) of a TFLite model on `images`."""
     from ai_edge_litert.interpreter import Interpreter  # The `tflite` extra.
 
@@ -99,7 +102,8 @@ def score_tflite(blob, images, labels):
     interpreter.set_tensor(given["index"], np.zeros(given["shape"], given["dtype"]))
     interpreter.invoke()  # Warm-up: not timed.
     correct, seconds = 0, 0.0
-    for image, label in zip(images, labels):
+    for image, label in tracked(zip(images, labels), len(labels),
+                                f"Scoring {name} on {len(labels)} test images:", "image"):
         pixels = image[None].round().clip(0, 255).astype(given["dtype"]) if (
             given["dtype"] == np.uint8) else image[None].astype(given["dtype"])
         started = time.perf_counter()
@@ -119,7 +123,8 @@ def score_saved_model(run_dir, paths, labels):
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     serve(image_bytes=tf.constant([Path(paths[0]).read_bytes()]))  # Warm-up: not timed.
     correct, seconds = 0, 0.0
-    for path, label in zip(paths, labels):
+    for path, label in tracked(zip(paths, labels), len(labels),
+                               f"Scoring the SavedModel on {len(labels)} test images:", "image"):
         blob = tf.constant([Path(path).read_bytes()])
         started = time.perf_counter()
         probabilities = serve(image_bytes=blob)["probabilities"].numpy()[0]
@@ -162,7 +167,8 @@ def export_tflite(model, run_dir, image_size, test_split, train_split, variants=
         blob = convert(model, image_size, variant, calibration)
         with export.atomic_path(folder / f"model_{variant}.tflite") as tmp:
             tmp.write_bytes(blob)
-        report["variants"][variant] = score_tflite(blob, test_images, test_split.labels)
+        report["variants"][variant] = score_tflite(blob, test_images, test_split.labels,
+                                                   name=f"model_{variant}.tflite")
     (folder / export.LABELS_FILE).write_text(
         (run_dir / export.LABELS_FILE).read_text())
     baseline = report["saved_model"]["accuracy"]

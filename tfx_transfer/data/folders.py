@@ -8,11 +8,12 @@ import tensorflow as tf
 
 from tfx_transfer.config import check_fractions
 from tfx_transfer.data.splits import (
-    LabelledData,
     SPLIT_NAMES,
+    LabelledData,
     seeded_split,
     sorted_split,
 )
+from tfx_transfer.progress import bar
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
@@ -230,10 +231,17 @@ def _read_classes(folder, folder_classes, class_names, skipped, require_all=Fals
     """
     found = {name: _scan_class(os.path.join(folder, name)) for name in folder_classes}
     candidates = [path for paths, _ in found.values() for path in paths]
+    checking = bar(len(candidates), f"Checking that {len(candidates)} image files in "
+                   f"{folder} decode:", unit_name="image") if candidates else None
+    problems = {}
     # TF kernels release the GIL, so threads overlap file reads and decodes;
     # for small images the eager op overhead dominates and this costs nothing.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        problems = dict(zip(candidates, pool.map(_decode_problem, candidates)))
+        for done, (path, problem) in enumerate(
+                zip(candidates, pool.map(_decode_problem, candidates)), 1):
+            problems[path] = problem
+            if checking is not None:
+                checking.update(done)
     paths, labels = [], []
     for name, (class_paths, others) in found.items():
         usable = [path for path in class_paths if problems[path] is None]

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from tfx_transfer.files import cache_dir
+from tfx_transfer.progress import say
 
 PREFIX = "tfds:"
 # TFDS split names that mean validation or test, in order of preference.
@@ -120,8 +121,8 @@ def materialize(path, task, data_dir=None, input_key=None, label_key=None):
             os.replace(scratch, target)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        print(f"Wrote {builder.info.full_name} as {task} files to {target}: "
-              + ", ".join(f"{name} {count}" for name, count in counts.items()))
+        say(f"Wrote {builder.info.full_name} as {task} files to {target}: "
+            + ", ".join(f"{name} {count}" for name, count in counts.items()))
     if task == "images":
         return {"train": target}
     suffix = ".jsonl" if task == "text" else ".conll"
@@ -147,7 +148,7 @@ def _prepared_builder(path, data_dir):
             "reach the network to download it. Prepare it first on a machine with a "
             f"network (python -c \"import tensorflow_datasets as tfds; tfds.load('{spec}', "
             "data_dir='DIR')\"), copy DIR here, and pass --tfds-data-dir DIR.")
-    print(f"Downloading and preparing TFDS dataset {spec} into {where}...")
+    say(f"Downloading and preparing TFDS dataset {spec} into {where}...")
     builder.download_and_prepare()
     return builder
 

@@ -27,6 +27,7 @@ from tfx_transfer.evaluate.entities import entity_report, format_entity_report
 from tfx_transfer.evaluate.plots import plot_confusion_matrix
 from tfx_transfer.evaluate.report import classification_body, classification_metrics
 from tfx_transfer.predict import Predictor
+from tfx_transfer.progress import tracked
 
 EVALUATIONS_DIR = "evaluations"
 
@@ -136,7 +137,8 @@ def _score_classes(predictor, examples, labels, batch_size):
     if not kept:
         raise ValueError("No example is left to score.")
     rows = []
-    for start in range(0, len(kept), batch_size):
+    starts = range(0, len(kept), batch_size)
+    for start in tracked(starts, len(starts), f"Scoring {len(kept)} examples:", "batch"):
         batch = [example for example, _ in kept[start:start + batch_size]]
         rows.append(predictor.predict([Path(e).read_bytes() for e in batch]
                                       if predictor.takes_images else batch))
@@ -147,7 +149,8 @@ def _score_classes(predictor, examples, labels, batch_size):
 
 def _score_tokens(predictor, sentences, tags, unknown):
     true, predicted = [], []
-    for words, sentence_tags in zip(sentences, tags):
+    for words, sentence_tags in tracked(zip(sentences, tags), len(sentences),
+                                        f"Tagging {len(sentences)} sentences:", "sentence"):
         if unknown and any(t != "O" and t.split("-", 1)[-1] in unknown for t in sentence_tags):
             continue
         served = predictor.tags(" ".join(words))

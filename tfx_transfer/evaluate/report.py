@@ -17,6 +17,7 @@ from tfx_transfer.evaluate.intervals import (
     wilson_interval,
 )
 from tfx_transfer.evaluate.plots import plot_training_curves
+from tfx_transfer.progress import predict_bar
 
 # The normal quantile of a two-sided 95% interval.
 Z95 = 1.959964
@@ -34,7 +35,7 @@ def predict_dataset(model, dataset):
         A tuple of int array `[N]` and float array `[N, C]`.
     """
     # `predict`, not `predict_on_batch`: see `tfx_transfer.selection.correctness`.
-    probabilities = model.predict(dataset, verbose=0)
+    probabilities = model.predict(dataset, verbose=predict_bar("Evaluating on the test split:"))
     labels = [np.argmax(one_hot, axis=-1) for _, one_hot in dataset]
     return np.concatenate(labels), probabilities
 

@@ -15,6 +15,7 @@ from tfx_transfer import backbones
 from tfx_transfer.classifier import Classifier, classification_head
 from tfx_transfer.data import augment, bundled, folders, pipeline, tfds_source
 from tfx_transfer.evaluate import baselines
+from tfx_transfer.progress import predict_bar
 from tfx_transfer.tasks import defaults
 from tfx_transfer.tasks.base import Datasets, register_task
 from tfx_transfer.tasks.classification import ClassificationTask, serving_outputs
@@ -100,7 +101,8 @@ class ImagesTask(ClassificationTask):
                 data.splits[split], image_size=backbone.image_size,
                 batch_size=config.data.batch_size, num_classes=len(data.class_names),
                 training=False, cache=False,
-            ), verbose=0), np.asarray(data.splits[split].labels))
+            ), verbose=predict_bar(f"Baseline: backbone features of the {split} split:")),
+                np.asarray(data.splits[split].labels))
             for split in ("train", "val", "test")
         }
         return baselines.feature_probe(

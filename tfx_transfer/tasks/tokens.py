@@ -14,12 +14,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_transfer import decoding, evaluate, stages
-from tfx_transfer.evaluate import baselines
-from tfx_transfer.evaluate import entities as entity_metrics
 from tfx_transfer.backbones.text import ENCODER_INPUTS
 from tfx_transfer.classifier import Classifier, classification_head
 from tfx_transfer.data import alignment, alignment_ops, bundled, conll, tfds_source
 from tfx_transfer.data.pipeline import batched
+from tfx_transfer.evaluate import baselines
+from tfx_transfer.evaluate import entities as entity_metrics
+from tfx_transfer.progress import predict_bar
 from tfx_transfer.tasks import defaults
 from tfx_transfer.tasks.base import Datasets, register_task
 from tfx_transfer.tasks.encoder import EncoderTask
@@ -208,7 +209,9 @@ def word_probabilities(classifier, sentences, num_tags):
         sentence's end; lengths, a list of N word counts).
     """
     chunks = tokenize(classifier.preprocessor, sentences)
-    probabilities = classifier.model.predict(chunks.features(), batch_size=64, verbose=0)
+    probabilities = classifier.model.predict(
+        chunks.features(), batch_size=64,
+        verbose=predict_bar(f"Evaluating on the test split ({len(sentences)} sentences):"))
     per_word = alignment.word_predictions(
         probabilities, chunks.first_piece_index, chunks.sentence_index
     )

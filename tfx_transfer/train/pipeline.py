@@ -12,7 +12,16 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfx_transfer import distribute, export, features, multiworker, precision, stages, tasks
+from tfx_transfer import (
+    distribute,
+    export,
+    features,
+    multiworker,
+    precision,
+    progress,
+    stages,
+    tasks,
+)
 from tfx_transfer.config import RunConfig
 from tfx_transfer.config_files import load_config, save_config
 from tfx_transfer.files import cache_dir
@@ -40,7 +49,7 @@ class RunResult:
     report: str
 
 
-def run(config=None, run_dir=None, verbose=2):
+def run(config=None, run_dir=None, verbose=progress.NORMAL):
     """Trains, evaluates and exports one classifier.
 
     Args:
@@ -49,7 +58,9 @@ def run(config=None, run_dir=None, verbose=2):
             weights); the task's defaults fill whatever it leaves as None.
         run_dir: str, Path or None. An existing run directory to resume;
             its `config.yaml` is used and `config` must be None.
-        verbose: int. Keras progress verbosity (0 silent, 2 one line per epoch).
+        verbose: int. `tfx_transfer.progress.QUIET` (0: only the final
+            report), `NORMAL` (1: the plan, a line per epoch, progress bars)
+            or `VERBOSE` (2: also the seconds of each step).
 
     Returns:
         A `RunResult`.
@@ -70,13 +81,18 @@ def run(config=None, run_dir=None, verbose=2):
                          "that relaunched workers find the run to resume.")
     # Before anything else touches the devices: a multi-worker strategy sets
     # up its collective ops, a TPU its system, ahead of the first op.
-    distribution = distribute.create(config.strategy, config.tpu)
-    print(distribution.describe(config.data.batch_size))
+    with progress.verbosity(verbose), progress.recording() as timings:
+        distribution = distribute.create(config.strategy, config.tpu)
+        progress.say(distribution.describe(config.data.batch_size))
+        return _run_on(distribution, task, config, run_dir, timings)
+
+
+def _run_on(distribution, task, config, run_dir, timings):
     # Layers take the policy when they are built; restored on return. Every
     # variable (backbone, head, optimizer, metrics) is created in the scope.
     with precision.dtype_policy(config.mixed_precision), distribution.strategy.scope():
         try:
-            return _run(task, config, Path(run_dir) if run_dir else None, verbose, distribution)
+            return _run(task, config, Path(run_dir) if run_dir else None, distribution, timings)
         except tf.errors.UnavailableError as error:
             if distribution.num_workers == 1:
                 raise
@@ -88,58 +104,66 @@ def run(config=None, run_dir=None, verbose=2):
                 "the same command: the run resumes from its last backed-up epoch.") from error
 
 
-def _run(task, config, run_dir, verbose, distribution):
+def _run(task, config, run_dir, distribution, timings):
     started = time.time()
     # The backbone and its weights first: a missing download fails before any data is read.
-    backbone = task.prepare_backbone(config)
+    with progress.step("backbone"):
+        backbone = task.prepare_backbone(config)
     for stage in config.stages:
         stages.check_unfreeze(backbone.unfreeze_groups, stage.unfreeze)
     keras.utils.set_random_seed(config.data.seed)
     if config.deterministic:
         # Process-wide and one-way: TensorFlow offers no switch back.
         tf.config.experimental.enable_op_determinism()
-        print("Deterministic: op determinism on, augmentation drawn in order.")
+        progress.say("Deterministic: op determinism on, augmentation drawn in order.")
     run_dir = prepare_run_dir(config, run_dir, distribution)
-    print(f"Run directory: {run_dir}")
+    progress.say(f"Run directory: {run_dir}")
     # config.yaml keeps the per-replica batch; the pipelines batch for all replicas.
     config = distribute.with_global_batch(config, distribution)
 
-    data = task.read_data(config.data)
-    datasets = task.make_datasets(data, config, backbone)
-    data_report = write_data_report(run_dir, data, datasets)
+    with progress.step("data"):
+        data = task.read_data(config.data)
+        datasets = task.make_datasets(data, config, backbone)
+        data_report = write_data_report(run_dir, data, datasets)
     datasets = distribute.distribute_datasets(
         datasets, distribution, config.data.batch_size, data_report["totals"]["train"])
 
-    classifier = task.build_classifier(backbone, data.num_classes, config.model)
-    print(stages.describe_plan(config.stages, classifier))
+    with progress.step("model"):
+        classifier = task.build_classifier(backbone, data.num_classes, config.model)
+    progress.say(stages.describe_plan(config.stages, classifier))
     stage_results = stages.run_stages(
         classifier, config.stages, datasets.train, datasets.val, run_dir,
         objective=task.objective(config, data),
         caching=feature_caching(task, config, data, backbone, distribution,
-                                progress=verbose > 0),
-        jit_compile=config.jit_compile, verbose=verbose, refit=config.refit_head,
+                                progress=progress.level() > progress.QUIET),
+        jit_compile=config.jit_compile, verbose=progress.keras_verbose(),
+        refit=config.refit_head,
     )
 
-    baseline_started = time.time()
-    baseline = task.baseline(data, config, backbone)
-    print(f"Baseline ({baseline.name}) trained in {time.time() - baseline_started:.0f} s.")
+    with progress.step("baseline"):
+        baseline = task.baseline(data, config, backbone)
+    progress.say(f"Baseline ({baseline.name}) trained in {timings.seconds['baseline']:.0f} s.")
     header = (f"tfx_transfer {config.task} run {run_dir.name}: "
               f"{backbone.describe(config.model.weights)}, {data.num_classes} classes")
-    metrics, report = task.write_report(
-        classifier, datasets.test, data, stage_results, data_report, run_dir, header,
-        baseline,
-    )
+    with progress.step("evaluation"):
+        metrics, report = task.write_report(
+            classifier, datasets.test, data, stage_results, data_report, run_dir, header,
+            baseline,
+        )
 
-    saved_model = export.export_run(
-        classifier.model, task.serving_fn(classifier, data.class_names), data.class_names,
-        run_dir, track=task.export_objects(classifier),
-    )
-    print(f"\n{report}\nFinished in {time.time() - started:.0f} s.\n"
-          f"Exported SavedModel: {saved_model}")
+    with progress.step("export"):
+        saved_model = export.export_run(
+            classifier.model, task.serving_fn(classifier, data.class_names), data.class_names,
+            run_dir, track=task.export_objects(classifier),
+        )
+    summary = f"\n{report}\nFinished in {time.time() - started:.0f} s.\n"
+    if progress.level() == progress.VERBOSE:
+        summary += "\n".join(timings.lines()) + "\n"
+    print(f"{summary}Exported SavedModel: {saved_model}")
     if distribution.num_workers > 1:
         # Synchronous training: every worker must print the same fingerprint.
-        print(f"Worker {distribution.worker_index} of {distribution.num_workers}: weights "
-              f"fingerprint {features.weights_fingerprint(classifier.model)[:16]}")
+        progress.say(f"Worker {distribution.worker_index} of {distribution.num_workers}: weights "
+                     f"fingerprint {features.weights_fingerprint(classifier.model)[:16]}")
     return RunResult(run_dir, metrics, stage_results, saved_model, report)
 
 
@@ -201,8 +225,8 @@ def feature_caching(task, config, data, backbone, distribution=None, progress=Fa
     if config.feature_cache and workers:
         # Each machine has its own cache: one worker loading while another
         # extracts would leave the other waiting in a collective for ever.
-        print("Feature cache on disk: off for a multi-worker run; the workers share the "
-              "backbone pass instead.")
+        progress.say("Feature cache on disk: off for a multi-worker run; the workers share the "
+                     "backbone pass instead.")
     elif config.feature_cache:
         store = features.FeatureCache(cache_dir() / "features")
     return features.Caching(
@@ -229,5 +253,5 @@ def write_data_report(run_dir, data, datasets):
     if any(cut.get("truncated_words", {}).values()):
         text += (f"\nTruncated {sum(cut['truncated_words'].values())} word(s) longer than a "
                  f"whole sequence ({sum(cut['truncated_pieces'].values())} wordpieces left out).")
-    print(text)
+    progress.say(text)
     return report
