@@ -153,6 +153,8 @@ def test_interrupted_stage_resumes_from_its_last_epoch(tmp_path, torn):
     assert not np.allclose(interrupted[0], model.trainable_weights[0].numpy())
     csv_rows = (tmp_path / "logs" / "head.csv").read_text().strip().splitlines()
     assert len(csv_rows) == 1 + 3  # header, then every epoch across both runs
+    # The result (and so the report and the curves) counts them all too.
+    assert result.epochs_run == 3 and len(result.history["val_accuracy"]) == 3
 
 
 def test_plan_names_the_backbones_own_normalization():

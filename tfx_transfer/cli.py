@@ -355,6 +355,12 @@ def train_command(config_path, resume_dir, quiet, verbose, **flags):
         pipeline.run(config, run_dir=resume_dir, verbose=level)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         raise click.ClickException(in_flag_terms(str(error), _FIELD_FLAGS)) from error
+    except KeyboardInterrupt as interrupt:
+        # Not click's bare "Aborted!": which run stopped, and how to go on.
+        click.echo(f"\n{interrupt}" if str(interrupt) else
+                   "\nInterrupted before the run directory was made: nothing to resume.",
+                   err=True)
+        click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it.
 
 
 @click.command("bench", cls=Command, context_settings=_CONTEXT)

@@ -23,11 +23,11 @@ import json
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from tfx_transfer import features, optimizers, probe, selection
 from tfx_transfer.progress import say, step
+from tfx_transfer.stage_callbacks import logged_history, stage_callbacks
 from tfx_transfer.unfreezing import (  # noqa: F401 (the stage plan's API)
     check_unfreeze,
     describe_plan,
@@ -96,70 +96,6 @@ class Objective:
     metrics: tuple = ("accuracy",)
     weighted_metrics: tuple | None = None
     class_weight: dict | None = None
-
-
-def _stage_callbacks(stage, run_dir, verbose, backup=True):
-    checkpoints = run_dir / "checkpoints"
-    logs = run_dir / "logs"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    logs.mkdir(parents=True, exist_ok=True)
-    # A stage on cached features restarts in seconds, so an interrupted one
-    # simply runs again; a per-epoch backup would cost more than it saves.
-    # Two copies: a process killed while writing one resumes from the other.
-    backup_dir = run_dir / "backup" / stage.name
-    resume = [keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True)]
-    csv_log = logs / f"{stage.name}.csv"
-    return (resume if backup else []) + [
-        # After the restore, before CSVLogger opens the log to append.
-        _TrimLog(csv_log, backup_dir / "training_metadata.json"),
-        keras.callbacks.EarlyStopping(
-            monitor="val_accuracy",
-            mode="max",
-            patience=stage.patience,
-            restore_best_weights=True,
-            verbose=verbose,
-        ),
-        keras.callbacks.ModelCheckpoint(
-            str(checkpoints / f"{stage.name}.weights.h5"),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-        ),
-        # The graph costs a second per stage to write and shows little.
-        keras.callbacks.TensorBoard(log_dir=str(logs / stage.name), write_graph=False),
-        keras.callbacks.CSVLogger(str(csv_log), append=True),
-    ]
-
-
-class _TrimLog(keras.callbacks.Callback):
-    """Drops a stage's CSV rows of the epochs it is about to run again.
-
-    A stage resumes at the epoch after its last backup (`BackupAndRestore`
-    writes `training_metadata.json`), or at 0 without one. A process killed
-    after logging an epoch but before (or while) backing it up ran epochs
-    that will now run again: their rows are dropped, so the log holds each
-    epoch once, as the weights went through it.
-    """
-
-    def __init__(self, csv_path, metadata_path):
-        super().__init__()
-        self.csv_path, self.metadata_path = Path(csv_path), Path(metadata_path)
-
-    def on_train_begin(self, logs=None):
-        if not self.csv_path.is_file():
-            return
-        resumed_at = (json.loads(self.metadata_path.read_text())["epoch"]
-                      if self.metadata_path.is_file() else 0)
-        lines = self.csv_path.read_text().splitlines(keepends=True)
-        if not lines:
-            return
-        header, *rows = lines
-        kept = [row for row in rows if int(row.split(",", 1)[0]) < resumed_at]
-        if len(kept) < len(rows):
-            tmp = self.csv_path.with_suffix(".tmp")
-            tmp.write_text(header + "".join(kept))
-            tmp.replace(self.csv_path)
 
 
 def _read_state(run_dir):
@@ -373,11 +309,13 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
             epochs=stage.epochs,
             class_weight=objective.class_weight,
             shuffle=False,  # The training pipeline reshuffles itself.
-            callbacks=_stage_callbacks(stage, fitting.run_dir, fitting.verbose, backup)
+            callbacks=stage_callbacks(stage, fitting.run_dir, fitting.verbose, backup)
             + list(fitting.callbacks),
             verbose=fitting.verbose,
         )
-        history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
+        # Every epoch, those before a resume included; `fit`'s own holds only its own.
+        history = logged_history(fitting.run_dir / "logs" / f"{stage.name}.csv") or {
+            k: [float(v) for v in vs] for k, vs in fit.history.items()}
     # The restored best epoch, scored again rather than read from the logs.
     correct = selection.correctness(model, val_data)
     return StageResult(

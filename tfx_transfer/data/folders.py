@@ -236,12 +236,16 @@ def _read_classes(folder, folder_classes, class_names, skipped, require_all=Fals
     problems = {}
     # TF kernels release the GIL, so threads overlap file reads and decodes;
     # for small images the eager op overhead dominates and this costs nothing.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    try:
         for done, (path, problem) in enumerate(
                 zip(candidates, pool.map(_decode_problem, candidates)), 1):
             problems[path] = problem
             if checking is not None:
                 checking.update(done)
+    finally:
+        # On Ctrl-C, stop at once rather than decode the rest of the folder first.
+        pool.shutdown(cancel_futures=True)
     paths, labels = [], []
     for name, (class_paths, others) in found.items():
         usable = [path for path in class_paths if problems[path] is None]

@@ -49,6 +49,20 @@ class RunResult:
     report: str
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; `run_dir` is the folder that `--resume` continues.
+
+    Args:
+        run_dir: Path. The interrupted run's directory.
+        resume: str. How to resume it, in words a user can follow.
+    """
+
+    def __init__(self, run_dir, resume):
+        super().__init__(f"Run {run_dir} was interrupted; {resume}.")
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+
+
 def run(config=None, run_dir=None, verbose=progress.NORMAL):
     """Trains, evaluates and exports one classifier.
 
@@ -64,6 +78,10 @@ def run(config=None, run_dir=None, verbose=progress.NORMAL):
 
     Returns:
         A `RunResult`.
+
+    Raises:
+        RunInterrupted: Ctrl-C, once the run directory exists (a
+            `KeyboardInterrupt` naming it).
 
     Example:
 
@@ -116,13 +134,25 @@ def _run(task, config, run_dir, distribution, timings):
         # Process-wide and one-way: TensorFlow offers no switch back.
         tf.config.experimental.enable_op_determinism()
         progress.say("Deterministic: op determinism on, augmentation drawn in order.")
+    with progress.step("data"):
+        # Before the run directory exists: a run that fails on its input
+        # (an empty folder, one class, a missing column) leaves nothing behind.
+        data = task.read_data(config.data)
     run_dir = prepare_run_dir(config, run_dir, distribution)
     progress.say(f"Run directory: {run_dir}")
     # config.yaml keeps the per-replica batch; the pipelines batch for all replicas.
     config = distribute.with_global_batch(config, distribution)
+    try:
+        return _train(task, config, run_dir, distribution, backbone, data, timings, started)
+    except KeyboardInterrupt as interrupt:
+        resume = (f"resume it with: python -m tfx_transfer train --resume {run_dir}"
+                  if distribution.num_workers == 1 else
+                  "relaunch every worker with the same command to resume it")
+        raise RunInterrupted(run_dir, resume) from interrupt
 
+
+def _train(task, config, run_dir, distribution, backbone, data, timings, started):
     with progress.step("data"):
-        data = task.read_data(config.data)
         datasets = task.make_datasets(data, config, backbone)
         data_report = write_data_report(run_dir, data, datasets)
     datasets = distribute.distribute_datasets(

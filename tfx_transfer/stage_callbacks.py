@@ -1,0 +1,181 @@
+"""The callbacks of a Keras-fitted stage, and what lets it resume as if never stopped.
+
+`BackupAndRestore` brings back a stage's weights, optimizer and epoch
+after an interrupt, but nothing else: Keras' `EarlyStopping` and
+`ModelCheckpoint` start over in every `fit`, so a resumed stage would
+forget its best epoch and patience, and `fit`'s history holds only the
+epochs run since the resume. Here the stage's CSV log is the record: one
+row per finished epoch (`TrimLog` drops the rows of epochs about to run
+again), from which `ResumableEarlyStopping` replays its state and
+`logged_history` reads the whole stage's history.
+"""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+
+def stage_callbacks(stage, run_dir, verbose, backup=True):
+    """The callbacks a stage's `fit` runs with, in the order they must run.
+
+    Args:
+        stage: `tfx_transfer.config.StageConfig`.
+        run_dir: Path. Checkpoints, logs and backups go under it.
+        verbose: int. Keras verbosity for early stopping's messages.
+        backup: bool. Back the stage up every epoch so that it can resume.
+
+    Returns:
+        A list of `keras.callbacks.Callback`.
+    """
+    checkpoints = run_dir / "checkpoints"
+    logs = run_dir / "logs"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    # A stage on cached features restarts in seconds, so an interrupted one
+    # simply runs again; a per-epoch backup would cost more than it saves.
+    # Two copies: a process killed while writing one resumes from the other.
+    backup_dir = run_dir / "backup" / stage.name
+    csv_log = logs / f"{stage.name}.csv"
+    return [
+        # Before the restore below reads the metadata, before CSVLogger appends.
+        TrimLog(csv_log, backup_dir / "training_metadata.json"),
+        ResumableEarlyStopping(
+            csv_log, checkpoints / f"{stage.name}.weights.h5", backup_dir,
+            patience=stage.patience, verbose=verbose),
+        # The graph costs a second per stage to write and shows little.
+        keras.callbacks.TensorBoard(log_dir=str(logs / stage.name), write_graph=False),
+        keras.callbacks.CSVLogger(str(csv_log), append=True),
+        # Last: an epoch counts as done only once everything above has seen
+        # it; killed before this, it runs again and its log row is dropped.
+    ] + ([keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True)]
+         if backup else [])
+
+
+def _resumed_at(metadata_path):
+    """The epoch a stage resumes at: after its last backup, or 0."""
+    path = Path(metadata_path)
+    return json.loads(path.read_text())["epoch"] if path.is_file() else 0
+
+
+class TrimLog(keras.callbacks.Callback):
+    """Drops a stage's CSV rows of the epochs it is about to run again.
+
+    A stage resumes at the epoch after its last backup (`BackupAndRestore`
+    writes `training_metadata.json`), or at 0 without one. A process killed
+    after logging an epoch but before (or while) backing it up ran epochs
+    that will now run again: their rows are dropped, so the log holds each
+    epoch once, as the weights went through it.
+    """
+
+    def __init__(self, csv_path, metadata_path):
+        super().__init__()
+        self.csv_path, self.metadata_path = Path(csv_path), Path(metadata_path)
+
+    def on_train_begin(self, logs=None):
+        if not self.csv_path.is_file():
+            return
+        resumed_at = _resumed_at(self.metadata_path)
+        lines = self.csv_path.read_text().splitlines(keepends=True)
+        if not lines:
+            return
+        header, *rows = lines
+        kept = [row for row in rows if int(row.split(",", 1)[0]) < resumed_at]
+        if len(kept) < len(rows):
+            tmp = self.csv_path.with_suffix(".tmp")
+            tmp.write_text(header + "".join(kept))
+            tmp.replace(self.csv_path)
+
+
+def logged_history(csv_path):
+    """A stage's history, every epoch across resumes, from its CSV log.
+
+    Returns:
+        A dict of metric name -> list of floats, one per epoch, as `fit`'s
+        `History.history` has it (no "epoch" key); empty without a log.
+
+    Example:
+
+    >>> logged_history("runs/a/logs/fine_tune.csv")["val_accuracy"]  # doctest: +SKIP
+    [0.81, 0.84, 0.83, 0.85]
+    """
+    path = Path(csv_path)
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    names = [name for name in (rows[0] if rows else {}) if name != "epoch"]
+    return {name: [float(row[name]) for row in rows] for name in names}
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping on validation accuracy that keeps its state across a resume.
+
+    It also writes the best epoch's weights to `checkpoint_path` (what
+    `ModelCheckpoint(save_best_only=True)` would), with a copy per best
+    epoch in `backup_dir` (the model's weights only, not the optimizer's;
+    the last two kept: the newest may belong to an epoch that runs again). On a resumed `fit` it replays
+    the logged epochs to get back its best score, best epoch and patience
+    count, and loads that epoch's weights as the ones to restore.
+
+    Args:
+        csv_path: Path. The stage's CSV log (`TrimLog`-ed).
+        checkpoint_path: Path. Where the best epoch's weights go.
+        backup_dir: Path. The stage's `BackupAndRestore` folder.
+        patience: int. Epochs without improvement before stopping.
+        verbose: int.
+    """
+
+    def __init__(self, csv_path, checkpoint_path, backup_dir, patience, verbose=0):
+        super().__init__(monitor="val_accuracy", mode="max", patience=patience,
+                         restore_best_weights=True, verbose=verbose)
+        self.csv_path, self.checkpoint_path = Path(csv_path), Path(checkpoint_path)
+        self.backup_dir = Path(backup_dir)
+
+    def _best_path(self, epoch):
+        return self.backup_dir / f"best_epoch_{epoch}.npz"
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        scores = logged_history(self.csv_path).get(self.monitor, [])
+        if not scores:
+            return
+        self._set_monitor_op()
+        for epoch, score in enumerate(scores):  # As `on_epoch_end` counted them.
+            self.wait += 1
+            if self._is_improvement(score, self.best):
+                self.best, self.best_epoch, self.wait = score, epoch, 0
+        saved = self._best_path(self.best_epoch)
+        if saved.is_file():
+            with np.load(saved) as arrays:
+                self.best_weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+            # The checkpoint may hold an epoch that is now running again.
+            current = self.model.get_weights()
+            self.model.set_weights(self.best_weights)
+            self._save_checkpoint()
+            self.model.set_weights(current)
+
+    def on_epoch_end(self, epoch, logs=None):
+        best_before = self.best_epoch if self.best_weights is not None else None
+        super().on_epoch_end(epoch, logs)
+        if self.best_weights is None or self.best_epoch == best_before:
+            return
+        # A new best: on disk before the epoch's backup commits the epoch.
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        path = self._best_path(epoch)
+        tmp = path.with_name(f".{path.name}")
+        with tmp.open("wb") as file:
+            np.savez(file, *self.best_weights)
+        os.replace(tmp, path)
+        self._save_checkpoint()
+        for old in self.backup_dir.glob("best_epoch_*.npz"):
+            if int(old.stem.rsplit("_", 1)[1]) not in (epoch, best_before):
+                old.unlink()
+
+    def _save_checkpoint(self):
+        tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}")
+        self.model.save_weights(str(tmp))
+        os.replace(tmp, self.checkpoint_path)
