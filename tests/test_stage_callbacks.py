@@ -74,3 +74,51 @@ def test_a_resumed_stage_keeps_the_best_epoch_from_before_the_interrupt(tmp_path
 
 def test_the_history_of_a_stage_without_a_log_is_empty(tmp_path):
     assert stage_callbacks.logged_history(tmp_path / "none.csv") == {}
+
+
+class Poison(keras.callbacks.Callback):
+    """Turns every weight into NaN before one batch, as a diverging step would."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            self.model.set_weights([np.full_like(w, np.nan) for w in self.model.get_weights()])
+
+
+@pytest.mark.parametrize("epoch", [0, 2])
+def test_a_nan_loss_stops_the_stage_and_keeps_good_weights(tmp_path, epoch):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    start = model.get_weights()
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(16) % 3, 3)
+    script = Script()
+    callbacks = [script, Poison(epoch, 1),
+                 *stage_callbacks.stage_callbacks(STAGE, tmp_path, verbose=0)]
+    fit, stopped = stage_callbacks.fit_guarded(
+        model, callbacks, tmp_path / "backup" / STAGE.name, x=x, y=y,
+        validation_data=(x[:8], y[:8]), epochs=STAGE.epochs, batch_size=8, shuffle=False,
+        verbose=0)
+    assert fit is None and stopped.startswith(f"the loss became nan at epoch {epoch + 1}, batch 2")
+    weights = model.get_weights()
+    assert all(np.isfinite(w).all() for w in weights)
+    if epoch == 0:
+        assert "kept the weights it started from" in stopped
+        expected = start
+    else:  # Epoch 1 (val_accuracy 0.9) was the best before the NaN.
+        assert "kept its best epoch before that, epoch 2 (val_accuracy 0.9000)" in stopped
+        expected = script.weights[1]
+    for kept, good in zip(weights, expected):
+        np.testing.assert_allclose(kept, good, atol=1e-6)
+    # Nothing of the broken epoch was logged, and the stage will not resume.
+    logged = stage_callbacks.logged_history(tmp_path / "logs" / "fine_tune.csv")
+    assert logged.get("val_accuracy", []) == SCORES[:epoch]
+    assert not (tmp_path / "backup" / STAGE.name).exists()

@@ -12,7 +12,9 @@ again), from which `ResumableEarlyStopping` replays its state and
 
 import csv
 import json
+import math
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -41,6 +43,8 @@ def stage_callbacks(stage, run_dir, verbose, backup=True):
     backup_dir = run_dir / "backup" / stage.name
     csv_log = logs / f"{stage.name}.csv"
     return [
+        # First: a batch with a NaN loss stops the stage before anything logs it.
+        StopOnNonFiniteLoss(),
         # Before the restore below reads the metadata, before CSVLogger appends.
         TrimLog(csv_log, backup_dir / "training_metadata.json"),
         ResumableEarlyStopping(
@@ -179,3 +183,59 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}")
         self.model.save_weights(str(tmp))
         os.replace(tmp, self.checkpoint_path)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; says at which epoch and batch."""
+
+    def __init__(self, epoch, batch, loss):
+        super().__init__(f"the loss became {loss} at epoch {epoch + 1}, batch {batch + 1}")
+        self.epoch, self.batch, self.loss = epoch, batch, loss
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops `fit` at the first batch whose loss is NaN or infinite, before it is logged.
+
+    Keras' `TerminateOnNaN` stops too, but only after the epoch's end has
+    run: its broken weights are then backed up, checkpointed and logged.
+    Raising here skips all of that; `fit_guarded` then restores weights
+    that are still good.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(self.epoch, batch, float(loss))
+
+
+def fit_guarded(model, callbacks, backup_dir, **fit_args):
+    """`model.fit` that survives a NaN or infinite loss with the best weights it had.
+
+    Args:
+        model: keras.Model. Compiled.
+        callbacks: list. From `stage_callbacks`.
+        backup_dir: Path. The stage's backup folder, dropped after a stop:
+            the stage is over, it will not resume.
+        **fit_args: passed to `fit`.
+
+    Returns:
+        A pair: `fit`'s `History` (None after a stop) and what stopped the
+        stage, as a sentence (None when nothing did).
+    """
+    started_from = model.get_weights()
+    try:
+        return model.fit(callbacks=callbacks, **fit_args), None
+    except NonFiniteLoss as stop:
+        stopping = next(c for c in callbacks if isinstance(c, ResumableEarlyStopping))
+        if stopping.best_weights is not None:
+            model.set_weights(stopping.best_weights)
+            kept = (f"kept its best epoch before that, epoch {stopping.best_epoch + 1} "
+                    f"(val_accuracy {float(stopping.best):.4f})")
+        else:
+            model.set_weights(started_from)
+            kept = "no epoch had finished: kept the weights it started from"
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        return None, f"{stop}; {kept}"

@@ -27,7 +27,7 @@ import numpy as np
 
 from tfx_transfer import features, optimizers, probe, selection
 from tfx_transfer.progress import say, step
-from tfx_transfer.stage_callbacks import logged_history, stage_callbacks
+from tfx_transfer.stage_callbacks import fit_guarded, logged_history, stage_callbacks
 from tfx_transfer.unfreezing import (  # noqa: F401 (the stage plan's API)
     check_unfreeze,
     describe_plan,
@@ -301,21 +301,25 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
         f"{'adam' if stage.optimizer == 'lbfgs' else stage.optimizer}, "
         f"learning rate {stage.learning_rate:g}"
     )
-    history = {}
+    history, stopped = {}, None
     if stage.epochs > 0:
-        fit = model.fit(
-            train_data,
+        fit, stopped = fit_guarded(
+            model,
+            stage_callbacks(stage, fitting.run_dir, fitting.verbose, backup)
+            + list(fitting.callbacks),
+            fitting.run_dir / "backup" / stage.name,
+            x=train_data,
             validation_data=val_data,
             epochs=stage.epochs,
             class_weight=objective.class_weight,
             shuffle=False,  # The training pipeline reshuffles itself.
-            callbacks=stage_callbacks(stage, fitting.run_dir, fitting.verbose, backup)
-            + list(fitting.callbacks),
             verbose=fitting.verbose,
         )
+        if stopped:
+            say(f"Stage '{stage.name}' stopped: {stopped}.")
         # Every epoch, those before a resume included; `fit`'s own holds only its own.
-        history = logged_history(fitting.run_dir / "logs" / f"{stage.name}.csv") or {
-            k: [float(v) for v in vs] for k, vs in fit.history.items()}
+        history = logged_history(fitting.run_dir / "logs" / f"{stage.name}.csv") or (
+            {k: [float(v) for v in vs] for k, vs in fit.history.items()} if fit else {})
     # The restored best epoch, scored again rather than read from the logs.
     correct = selection.correctness(model, val_data)
     return StageResult(
@@ -327,5 +331,6 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
         val_accuracy=float(np.mean(correct)),
         kept=False,
         history=history,
+        settings={"stopped": stopped} if stopped else {},
         trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
     ), correct

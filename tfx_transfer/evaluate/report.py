@@ -144,9 +144,11 @@ def format_report(header, data_report, stage_results, body):
         gain = (f" (gain {result.gain:+.4f}, standard error {result.gain_standard_error:.4f})"
                 if result.gain_standard_error else "")
         chose = "".join(f" {key}={value:g}" for key, value in result.settings.items()
-                        if not isinstance(value, bool))
+                        if not isinstance(value, (bool, str)))
         if result.settings.get("refit"):
             chose += ", then refitted on train + val"
+        if result.settings.get("stopped"):
+            chose += f"; stopped: {result.settings['stopped']}"
         lines.append(
             f"  {result.name:<12} unfreeze={result.unfreeze:<3} "
             f"epochs={result.epochs_run:<3} val_accuracy={result.val_accuracy:.4f}{gain}  "
