@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from tfx_transfer import __version__, cli_deploy, startup
+from tfx_transfer import __version__, cli_deploy, cli_tools, startup
 from tfx_transfer.cli_errors import Command, Group, in_flag_terms
 from tfx_transfer.config import (
     MIXED_PRECISION,
@@ -50,6 +50,7 @@ _FIELD_FLAGS = {
     "mixed_precision": "mixed_precision",
     "cache_features": "cache_features",
     "feature_cache": "feature_cache",
+    "feature_cache_max_gb": "feature_cache_max_gb",
     "feature_views": "feature_views",
     "refit_head": "refit_head",
     "deterministic": "deterministic",
@@ -309,6 +310,10 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
                    "~/.cache/tfx_transfer, in features/), so a rerun on the same "
                    "data, weights and preprocessing loads them. "
                    + _field_default("feature_cache"))
+@click.option("--feature-cache-max-gb", type=click.FloatRange(min=0, min_open=True),
+              help="Size bound of that cache; the least recently used entries go first. "
+                   "`python -m tfx_transfer cache list` shows it. "
+                   + _field_default("feature_cache_max_gb"))
 @click.option("--feature-views", type=click.IntRange(min=1),
               help="Augmented views per training image in the feature cache. "
                    + _field_default("feature_views"))
@@ -363,43 +368,6 @@ def train_command(config_path, resume_dir, quiet, verbose, **flags):
         click.get_current_context().exit(130)  # 128 + SIGINT, as a shell reports it.
 
 
-@click.command("bench", cls=Command, context_settings=_CONTEXT)
-@click.option("--task", type=click.Choice(["images", "text"]), multiple=True,
-              help="Which task's head stage to time (repeatable). [default: both]")
-@click.option("--per-class", type=click.IntRange(min=2), default=10, show_default=True,
-              help="Examples per class per split: small, so it runs in minutes.")
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--image-size", type=click.IntRange(min=32), default=128, show_default=True)
-@click.option("--sequence-length", type=click.IntRange(min=8), default=64, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
-              help="Also write the results as JSON here.")
-def bench_command(task, per_class, epochs, image_size, sequence_length, json_path):
-    """Time the head stage (cached vs plain Keras loop), input pipeline, serving, precision.
-
-    Each ratio is measured in this run against a baseline in the same run,
-    on the bundled demo data at a small size (see benchmarks/ for more).
-    """
-    import json
-
-    bench = startup.import_module("tfx_transfer.bench")
-    results = []
-    for name in task or ("images", "text"):
-        sizes = (
-            {"image_size": image_size} if name == "images" else {"sequence_length": sequence_length}
-        )
-        results.append(bench.head_stage(name, per_class=per_class, epochs=epochs, **sizes))
-        click.echo(bench.format_table(results[-1]) + "\n")
-        if name == "images":
-            results.append(bench.input_pipeline(per_class=per_class, **sizes))
-            click.echo(bench.format_table(results[-1]) + "\n")
-            results.append(bench.serving_latency(repeats=10, **sizes))
-            click.echo(bench.format_table(results[-1]) + "\n")
-        results.append(bench.precision_and_xla(name, **sizes))
-        click.echo(bench.format_table(results[-1]) + "\n")
-    if json_path:
-        Path(json_path).write_text(json.dumps(results, indent=2))
-
-
 def _resumed_config(run_dir):
     """The config.yaml of a run directory to resume (checked again by `run`)."""
     path = Path(run_dir) / "config.yaml"
@@ -417,4 +385,5 @@ main.add_command(cli_deploy.predict_command)
 main.add_command(cli_deploy.evaluate_command)
 main.add_command(cli_deploy.export_command)
 main.add_command(cli_deploy.serve_command)
-main.add_command(bench_command)
+main.add_command(cli_tools.bench_command)
+main.add_command(cli_tools.cache_group)

@@ -257,6 +257,8 @@ class RunConfig:
             on disk (`tfx_transfer.features.FeatureCache`, under
             `tfx_transfer.files.cache_dir()`), so a later run on the same
             data, weights and preprocessing loads them.
+        feature_cache_max_gb: float. The feature cache's size bound; past
+            it the least recently used entries are removed.
         refit_head: bool. When the kept stage is an "lbfgs" head, fit it
             once more on train + val features at the C validation chose.
         deterministic: bool. Seeded runs give identical weights: op
@@ -281,6 +283,7 @@ class RunConfig:
     cache_features: bool = True
     feature_views: int = 3
     feature_cache: bool = True
+    feature_cache_max_gb: float = 10.0
     refit_head: bool = True
     deterministic: bool = False
     strategy: str = "auto"
@@ -301,6 +304,9 @@ class RunConfig:
             raise ValueError(
                 f"`feature_views` must be >= 1. Received: feature_views={self.feature_views}"
             )
+        if not self.feature_cache_max_gb > 0:
+            raise ValueError("`feature_cache_max_gb` must be > 0. "
+                             f"Received: feature_cache_max_gb={self.feature_cache_max_gb}")
         if self.stages is None:
             return
         if not self.stages:

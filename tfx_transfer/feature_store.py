@@ -22,8 +22,13 @@ class FeatureCache:
     checksums or holds the wrong number of arrays is ignored with a
     warning, so the caller computes the features again and overwrites it.
 
+    The cache is bounded: after each `save`, the least recently used
+    entries (by their last `load` or `save`) are removed until the cache
+    holds at most `max_bytes`; the entry just saved always stays.
+
     Args:
         directory: str or Path. Created on the first `save`.
+        max_bytes: int or None. The size bound; None for none.
 
     Example:
 
@@ -36,8 +41,9 @@ class FeatureCache:
     META = "meta.json"
     _BROKEN = (OSError, ValueError, KeyError, TypeError, EOFError)
 
-    def __init__(self, directory):
+    def __init__(self, directory, max_bytes=None):
         self.directory = Path(directory)
+        self.max_bytes = max_bytes
 
     def key(self, description):
         """Returns the key of a JSON-able `description`: SHA-256 of its sorted JSON."""
@@ -50,7 +56,9 @@ class FeatureCache:
         if not entry.exists():
             return None
         try:
-            return self._read(entry)
+            arrays = self._read(entry)
+            os.utime(entry / self.META)  # Recently used: evicted last.
+            return arrays
         except self._BROKEN as error:
             print(f"Warning: ignoring broken feature cache entry {entry} "
                   f"({type(error).__name__}: {error}); computing its features again.")
@@ -87,7 +95,65 @@ class FeatureCache:
             self._publish(temp, self.directory / key)
         finally:
             shutil.rmtree(temp, ignore_errors=True)  # Gone already if published.
+        self.evict(keep=key)
         return self.directory / key
+
+    def entries(self):
+        """The stored entries, least recently used first.
+
+        Returns:
+            A list of dicts: `key`, `bytes`, `last_used` (seconds since the
+            epoch) and `description` (None for an entry without a readable
+            meta.json).
+        """
+        found = []
+        if not self.directory.is_dir():
+            return found
+        for entry in self.directory.iterdir():
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue  # Writes in progress, or moved aside for removal.
+            meta = entry / self.META
+            try:
+                used, description = meta.stat().st_mtime, json.loads(meta.read_text())
+            except (OSError, ValueError):
+                used, description = entry.stat().st_mtime, None
+            found.append({
+                "key": entry.name, "last_used": used,
+                "bytes": sum(f.stat().st_size for f in entry.iterdir() if f.is_file()),
+                "description": (description or {}).get("description"),
+            })
+        return sorted(found, key=lambda item: item["last_used"])
+
+    def evict(self, keep=None):
+        """Removes least recently used entries until the cache fits `max_bytes`.
+
+        Args:
+            keep: str or None. A key never removed (the entry just written).
+
+        Returns:
+            The list of removed keys.
+        """
+        if self.max_bytes is None:
+            return []
+        entries = self.entries()
+        total, removed = sum(item["bytes"] for item in entries), []
+        for item in entries:
+            if total <= self.max_bytes:
+                break
+            if item["key"] == keep:
+                continue
+            self.remove(item["key"])
+            total -= item["bytes"]
+            removed.append(item["key"])
+        return removed
+
+    def remove(self, key):
+        """Removes one entry, renamed aside first so no reader sees it half-deleted."""
+        entry = self.directory / key
+        stale = entry.with_name(f".{key[:12]}.{uuid.uuid4().hex}.stale")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(entry, stale)
+        shutil.rmtree(stale, ignore_errors=True)
 
     def _read(self, entry):
         meta = json.loads((entry / self.META).read_text())
@@ -124,10 +190,7 @@ class FeatureCache:
             if attempt or self._is_valid(entry):
                 return  # A concurrent writer stored the same features first.
             # A broken entry, which `load` refused: moved aside, then replaced.
-            stale = entry.with_name(f".{entry.name[:12]}.{uuid.uuid4().hex}.stale")
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(entry, stale)
-            shutil.rmtree(stale, ignore_errors=True)
+            self.remove(entry.name)
 
     def _is_valid(self, entry):
         try:

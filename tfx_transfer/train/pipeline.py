@@ -258,7 +258,8 @@ def feature_caching(task, config, data, backbone, distribution=None, progress=Fa
         progress.say("Feature cache on disk: off for a multi-worker run; the workers share the "
                      "backbone pass instead.")
     elif config.feature_cache:
-        store = features.FeatureCache(cache_dir() / "features")
+        store = features.FeatureCache(cache_dir() / "features",
+                                       max_bytes=int(config.feature_cache_max_gb * 1e9))
     return features.Caching(
         views=views, batch_size=config.data.batch_size, seed=config.data.seed, store=store,
         key=task.feature_key(data, config, backbone) if store else None, workers=workers,
