@@ -359,7 +359,10 @@ def train_command(config_path, resume_dir, quiet, verbose, **flags):
         pipeline = startup.import_module("tfx_transfer.train.pipeline")
         pipeline.run(config, run_dir=resume_dir, verbose=level)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
-        raise click.ClickException(in_flag_terms(str(error), _FIELD_FLAGS)) from error
+        # About the config file: its keys are what the user fixes there.
+        about_file = config_path and str(error).startswith(str(config_path))
+        raise click.ClickException(
+            str(error) if about_file else in_flag_terms(str(error), _FIELD_FLAGS)) from error
     except KeyboardInterrupt as interrupt:
         # Not click's bare "Aborted!": which run stopped, and how to go on.
         click.echo(f"\n{interrupt}" if str(interrupt) else

@@ -11,6 +11,7 @@ Config objects are never mutated; derived configs are new objects.
 
 import dataclasses
 
+from tfx_transfer.config_types import check_fields
 
 # `RunConfig.mixed_precision` values; `tfx_transfer.precision` maps them to policies.
 MIXED_PRECISION = ("off", "float16", "bfloat16")
@@ -115,8 +116,11 @@ class DataConfig:
     label_key: str | None = None
 
     def __post_init__(self):
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)  # None: the task's default (`RunConfig.resolved`).
+            if value is not None and not 0 < value < 1:
+                raise ValueError(f"`data.{name}` must be in (0, 1). Received: {name}={value}")
         if None not in (self.val_fraction, self.test_fraction):
-            # Otherwise task defaults fill them in (`RunConfig.resolved`).
             check_fractions(self.val_fraction, self.test_fraction, prefix="data.")
         for failed, message in (
             (self.batch_size < 1, f"`data.batch_size` must be >= 1. Received: "
@@ -225,6 +229,7 @@ class StageConfig:
              f"Received: unfreeze={self.unfreeze}"),
             (self.unfreeze < 0, f"`unfreeze` must be >= 0. Received: unfreeze={self.unfreeze}"),
             (self.epochs < 0, f"`epochs` must be >= 0. Received: epochs={self.epochs}"),
+            (self.patience < 0, f"`patience` must be >= 0. Received: patience={self.patience}"),
             (self.learning_rate <= 0,
              f"`learning_rate` must be > 0. Received: learning_rate={self.learning_rate}"),
         )
@@ -367,6 +372,7 @@ class RunConfig:
         config = dict(config or {})
         sections = {"data": DataConfig, "augment": AugmentConfig,
                     "model": ModelConfig}
+        check_fields(cls, config, source, skip=(*sections, "stages"))
         kwargs = {}
         for key, value in config.items():
             if key in sections:
@@ -380,13 +386,8 @@ class RunConfig:
                     _build(StageConfig, stage, f"{source}: stages[{i}]")
                     for i, stage in enumerate(value)
                 )
-            elif key in _field_names(cls):  # "stages: null" too: task default
+            else:  # "stages: null" too: the task's default plan.
                 kwargs[key] = value
-            else:
-                raise ValueError(
-                    f"{source}: unknown field '{key}'. Known fields: "
-                    f"{sorted(_field_names(cls))}"
-                )
         return cls(**kwargs)
 
 
@@ -394,17 +395,8 @@ def _given(value, default):
     return default if value is None else value
 
 
-def _field_names(cls):
-    return {field.name for field in dataclasses.fields(cls)}
-
-
 def _build(cls, value, source):
     if not isinstance(value, dict):
         raise ValueError(f"{source} must be a mapping. Received: {value!r}")
-    unknown = set(value) - _field_names(cls)
-    if unknown:
-        raise ValueError(
-            f"{source}: unknown field(s) {sorted(unknown)}. Known fields: "
-            f"{sorted(_field_names(cls))}"
-        )
+    check_fields(cls, value, source)
     return cls(**value)

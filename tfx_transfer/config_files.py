@@ -28,7 +28,13 @@ def load_config(path):
         raise ValueError(f"{path}: not valid YAML/JSON: {error}") from error
     if data is not None and not isinstance(data, dict):
         raise ValueError(f"{path}: the top level must be a mapping.")
-    return RunConfig.from_dict(data, source=str(path))
+    try:
+        return RunConfig.from_dict(data, source=str(path))
+    except ValueError as error:
+        # A range check of the config classes knows the key, not the file.
+        if str(error).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {error}") from error
 
 
 def save_config(config, path):

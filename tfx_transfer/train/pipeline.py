@@ -128,7 +128,10 @@ def _run(task, config, run_dir, distribution, timings):
     with progress.step("backbone"):
         backbone = task.prepare_backbone(config)
     for stage in config.stages:
-        stages.check_unfreeze(backbone.unfreeze_groups, stage.unfreeze)
+        try:
+            stages.check_unfreeze(backbone.unfreeze_groups, stage.unfreeze)
+        except ValueError as error:
+            raise ValueError(f"Stage '{stage.name}': {config.model.backbone}: {error}") from None
     keras.utils.set_random_seed(config.data.seed)
     if config.deterministic:
         # Process-wide and one-way: TensorFlow offers no switch back.
@@ -138,6 +141,7 @@ def _run(task, config, run_dir, distribution, timings):
         # Before the run directory exists: a run that fails on its input
         # (an empty folder, one class, a missing column) leaves nothing behind.
         data = task.read_data(config.data)
+    check_batch_size(config.data.batch_size, len(data.splits["train"]))
     run_dir = prepare_run_dir(config, run_dir, distribution)
     progress.say(f"Run directory: {run_dir}")
     # config.yaml keeps the per-replica batch; the pipelines batch for all replicas.
@@ -195,6 +199,15 @@ def _train(task, config, run_dir, distribution, backbone, data, timings, started
         progress.say(f"Worker {distribution.worker_index} of {distribution.num_workers}: weights "
                      f"fingerprint {features.weights_fingerprint(classifier.model)[:16]}")
     return RunResult(run_dir, metrics, stage_results, saved_model, report)
+
+
+def check_batch_size(batch_size, train_size):
+    """Refuses a batch larger than the training set: each step would be the whole set."""
+    if batch_size > train_size:
+        raise ValueError(
+            f"`data.batch_size` is {batch_size}, larger than the training set "
+            f"({train_size} examples). Give a batch size of at most {train_size}; "
+            "16 or 32 suit most small sets.")
 
 
 def prepare_run_dir(config, run_dir, distribution):
