@@ -161,7 +161,7 @@ def test_a_mirrored_run_trains_and_serves_like_one_device(colour_folder, tmp_pat
     common = ["train", "--data", str(colour_folder), "--image-size", "32",
               "--val-fraction", "0.25", "--test-fraction", "0.25", "--output-dir",
               str(tmp_path), "--learning-rate", "0.01", "--epochs", "4",
-              "--fine-tune-epochs", "0", "--dropout", "0", "--no-augment", "--quiet",
+              "--fine-tune-epochs", "0", "--dropout", "0", "--no-augment",
               # Without cached features the head trains with Adam in `fit`.
               "--no-cache-features"]
     mirrored = _two_cpus(*common, "--strategy", "mirrored", "--batch-size", "4",

@@ -88,7 +88,7 @@ def test_two_workers_share_the_backbone_pass_and_end_with_the_same_model(colour_
         "--data", str(colour_folder), "--image-size", "32", "--batch-size", "4",
         "--val-fraction", "0.25", "--test-fraction", "0.25", "--strategy", "multiworker",
         "--output-dir", str(tmp_path), "--run-name", "mw", "--epochs", "2",
-        "--fine-tune-epochs", "1", "--quiet",
+        "--fine-tune-epochs", "1",
     ])
     run_dir, metrics = _check_chief_only(outputs, tmp_path)
     train_size = json.loads((run_dir / "data_report.json").read_text())["totals"]["train"]
@@ -122,7 +122,7 @@ def test_two_workers_fine_tune_a_text_encoder_to_the_same_weights(tmp_path):
         "--task", "text", "--data", str(data), "--sequence-length", "16", "--batch-size", "4",
         "--val-fraction", "0.25", "--test-fraction", "0.25", "--strategy", "multiworker",
         "--output-dir", str(runs), "--run-name", "mw", "--fine-tune-epochs", "1",
-        "--unfreeze", "1", "--quiet",
+        "--unfreeze", "1",
     ])
     run_dir, metrics = _check_chief_only(outputs, runs)
     first, second = _fingerprints(outputs)

@@ -58,7 +58,9 @@ def test_a_bar_ends_even_when_the_items_are_fewer_than_announced(capsys):
 def verbose_run(colour_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("progress")
     result = CliRunner().invoke(cli.main, [
+        # No feature cache: an earlier test's features would be loaded, not computed.
         "train", "--data", str(colour_folder), *TINY, "--fine-tune-epochs", "1",
+        "--no-feature-cache",
         "--output-dir", str(out), "--run-name", "loud", "--verbose"])
     assert result.exit_code == 0, result.output
     return out / "loud", result.stdout

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from tfx_transfer import progress
 from tfx_transfer.config_files import load_config
 
 # Parameters of the train command that are not options of a run.
@@ -176,20 +177,27 @@ class Run:
                 results.append({"input": name, "error": str(error)})
         return results
 
-    def evaluate(self, data, skip_unknown_labels=False):
+    def evaluate(self, data, skip_unknown_labels=False, verbose=True):
         """Scores the exported model on new labelled data; writes `evaluations/<time>/`.
+
+        Args:
+            data: str. A folder or file in the run's task format.
+            skip_unknown_labels: bool. Leave out (and count) examples whose
+                label the model does not know, instead of refusing them.
+            verbose: bool. Show the decode check's and the scoring's bars.
 
         Returns:
             An Evaluation with `.metrics`, `.report` and `.directory`.
 
         Example:
 
-        >>> run.evaluate(photos).metrics["num_examples"]
+        >>> run.evaluate(photos, verbose=False).metrics["num_examples"]
         36
         """
         from tfx_transfer.evaluate import new_data
 
-        return new_data.evaluate_run(self.run_dir, data, skip_unknown_labels)
+        with progress.verbosity(progress.NORMAL if verbose else progress.QUIET):
+            return new_data.evaluate_run(self.run_dir, data, skip_unknown_labels)
 
     def export(self, path, format="savedmodel", name="model", version=1, quantize="all"):
         """Exports the model for serving or for a phone.
@@ -261,7 +269,8 @@ class Run:
         """
         from tfx_transfer.tasks import get_task
 
-        data = get_task(self.config.task).read_data(self.config.data)
+        with progress.verbosity(progress.QUIET):
+            data = get_task(self.config.task).read_data(self.config.data)
         split = data.splits["test"]
         if self.config.task == "tokens":
             return ([" ".join(s.words) for s in split], [list(s.tags) for s in split])

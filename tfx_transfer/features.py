@@ -105,9 +105,9 @@ def cached_head(model, train_data, val_data, caching):
     views = caching.views
     if caching.store is None or caching.key is None:
         train = extract(extractor, train_data, views, caching.workers,
-                        progress=caching.progress and "training")
+                        progress=caching.progress and "train")
         val = extract(extractor, val_data, workers=caching.workers,
-                      progress=caching.progress and "validation")
+                      progress=caching.progress and "val")
     else:
         # Taken now, not when the run started: the weights the head sees.
         fingerprint = weights_fingerprint(extractor)

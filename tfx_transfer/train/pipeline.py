@@ -169,7 +169,7 @@ def _train(task, config, run_dir, distribution, backbone, data, timings, started
         classifier, config.stages, datasets.train, datasets.val, run_dir,
         objective=task.objective(config, data),
         caching=feature_caching(task, config, data, backbone, distribution,
-                                progress=progress.level() > progress.QUIET),
+                                show_progress=progress.level() > progress.QUIET),
         jit_compile=config.jit_compile, verbose=progress.keras_verbose(),
         refit=config.refit_head,
     )
@@ -254,10 +254,10 @@ def resume_config(run_dir):
     return load_config(path)
 
 
-def feature_caching(task, config, data, backbone, distribution=None, progress=False):
+def feature_caching(task, config, data, backbone, distribution=None, show_progress=False):
     """The `features.Caching` of a run, or None for the plain Keras loop.
 
-    `progress` shows a bar while the backbone runs over the data.
+    `show_progress` shows a bar while the backbone runs over the data.
     """
     if not config.cache_features:
         return None
@@ -276,7 +276,7 @@ def feature_caching(task, config, data, backbone, distribution=None, progress=Fa
     return features.Caching(
         views=views, batch_size=config.data.batch_size, seed=config.data.seed, store=store,
         key=task.feature_key(data, config, backbone) if store else None, workers=workers,
-        progress=progress,
+        progress=show_progress,
     )
 
 
