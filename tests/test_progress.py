@@ -73,7 +73,6 @@ def test_every_long_step_shows_progress_and_verbose_adds_timings(verbose_run):
                   "Backbone features of val examples:", "Evaluating on the test split:",
                   "Exporting labels.txt, model.keras and saved_model/"):
         assert title in out, title
-    assert re.search(r"36/36 .*image", out), "the decode check's bar did not end"
     assert re.search(r"\d+/\d+ - \d+s - .* - accuracy: .* - val_accuracy: ", out), "no epoch line"
     timings = out[out.index("Timings per step:"):].splitlines()
     steps = {line.split("  ")[1].strip() for line in timings[1:] if line.startswith("  ")}

@@ -42,10 +42,14 @@ def stage_callbacks(stage, run_dir, verbose, backup=True):
     # Two copies: a process killed while writing one resumes from the other.
     backup_dir = run_dir / "backup" / stage.name
     csv_log = logs / f"{stage.name}.csv"
+    # The restore first: TrimLog and the early stopping read what it restored
+    # (after a torn backup it falls back to the older copy and its metadata).
+    resume = [keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True)]
     return [
         # First: a batch with a NaN loss stops the stage before anything logs it.
         StopOnNonFiniteLoss(),
-        # Before the restore below reads the metadata, before CSVLogger appends.
+        *(resume if backup else []),
+        # After the restore, before CSVLogger appends.
         TrimLog(csv_log, backup_dir / "training_metadata.json"),
         ResumableEarlyStopping(
             csv_log, checkpoints / f"{stage.name}.weights.h5", backup_dir,
@@ -53,10 +57,7 @@ def stage_callbacks(stage, run_dir, verbose, backup=True):
         # The graph costs a second per stage to write and shows little.
         keras.callbacks.TensorBoard(log_dir=str(logs / stage.name), write_graph=False),
         keras.callbacks.CSVLogger(str(csv_log), append=True),
-        # Last: an epoch counts as done only once everything above has seen
-        # it; killed before this, it runs again and its log row is dropped.
-    ] + ([keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True)]
-         if backup else [])
+    ]
 
 
 def _resumed_at(metadata_path):
