@@ -175,7 +175,7 @@ def test_split_too_small_names_the_split_and_a_fraction(tmp_path):
 
 
 def test_extensions_are_the_documented_ones():
-    assert IMAGE_EXTENSIONS == (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+    assert IMAGE_EXTENSIONS == (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 # pipeline

@@ -1,21 +1,19 @@
 """Read a folder-per-class image tree into labelled, stratified splits."""
 
+import collections
 import dataclasses
 import os
-from concurrent.futures import ThreadPoolExecutor
-
-import tensorflow as tf
 
 from tfx_transfer.config import check_fractions
+from tfx_transfer.data.image_check import check_images
 from tfx_transfer.data.splits import (
     SPLIT_NAMES,
     LabelledData,
     seeded_split,
     sorted_split,
 )
-from tfx_transfer.progress import bar
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +25,12 @@ class ImageFolderData(LabelledData):
         splits: dict. `"train"`, `"val"` and `"test"` mapped to `Split`s
             whose items are image file paths.
         skipped: tuple of `(path, reason)` pairs. files with an image
-            extension that TensorFlow could not decode.
+            extension that TensorFlow could not decode, or refused
+            undecoded (a decompression bomb).
+        converted: tuple of `(path, kinds, description)` triples. usable
+            files in an odd format that decoding converts (CMYK, 16-bit,
+            transparency, animation, EXIF rotation, ...): `kinds` is a tuple
+            of short names (`image_check`'s), `description` says what is done.
         split_source: str. `"folders"` when the tree had `train/` (and
             `val/`, `test/`) folders, `"seeded split"` when the splits were
             drawn from one folder per class.
@@ -43,6 +46,23 @@ class ImageFolderData(LabelledData):
     json.dumps(data.report())
     ```
     """
+
+    converted: tuple[tuple[str, tuple[str, ...], str], ...] = ()
+
+    def report(self):
+        """`LabelledData.report()` plus the odd-format conversions.
+
+        Adds `num_converted`, `converted` (kind -> number of files) and
+        `converted_files` (a list of `[path, description]`).
+        """
+        kinds = collections.Counter(kind for _, file_kinds, _ in self.converted
+                                    for kind in file_kinds)
+        return {
+            **super().report(),
+            "num_converted": len(self.converted),
+            "converted": dict(sorted(kinds.items())),
+            "converted_files": [[path, description] for path, _, description in self.converted],
+        }
 
 
 def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):
@@ -61,7 +81,9 @@ def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):
     included; hidden files and other files are ignored. Each image is decoded
     once with `tf.io.decode_image`, the decoder training uses, and a file that
     fails (empty, truncated, corrupt, not an image) is recorded in `skipped`
-    with the reason instead of stopping the run.
+    with the reason instead of stopping the run. A file whose header
+    promises more than `image_check.MAX_PIXELS` pixels is refused undecoded.
+    Usable files in odd formats are recorded in `converted`.
 
     Args:
         root: str or path-like. the folder to read.
@@ -101,8 +123,8 @@ def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):
             "train/ folder; add train/, or use one folder per class instead."
         )
     _check_class_count(class_names, root)
-    skipped = _stray_images(root)
-    whole = _read_classes(root, class_names, class_names, skipped, True)
+    skipped, converted = _stray_images(root), []
+    whole = _read_classes(root, class_names, class_names, skipped, converted, True)
     fractions = {"test": test_fraction, "val": val_fraction}
     splits = seeded_split(whole, fractions, seed, class_names, root)
     return ImageFolderData(
@@ -110,6 +132,7 @@ def read_image_folder(root, val_fraction=0.15, test_fraction=0.15, seed=42):
         splits={name: splits[name] for name in SPLIT_NAMES},
         skipped=tuple(sorted(skipped)),
         split_source="seeded split",
+        converted=tuple(sorted(converted)),
     )
 
 
@@ -127,8 +150,8 @@ def _read_split_folders(root, val_fraction, test_fraction, seed):
     train_dir = os.path.join(root, "train")
     class_names = _class_folders(train_dir)
     _check_class_count(class_names, train_dir)
-    skipped = _stray_images(root) + _stray_images(train_dir)
-    train = _read_classes(train_dir, class_names, class_names, skipped, True)
+    skipped, converted = _stray_images(root) + _stray_images(train_dir), []
+    train = _read_classes(train_dir, class_names, class_names, skipped, converted, True)
     splits = {}
     missing = {}
     for name, fraction in (("test", test_fraction), ("val", val_fraction)):
@@ -145,7 +168,7 @@ def _read_split_folders(root, val_fraction, test_fraction, seed):
                 f"train/: {list(class_names)}"
             )
         skipped += _stray_images(folder)
-        splits[name] = _read_classes(folder, folder_classes, class_names, skipped)
+        splits[name] = _read_classes(folder, folder_classes, class_names, skipped, converted)
     splits.update(seeded_split(train, missing, seed, class_names, train_dir))
     return ImageFolderData(
         class_names=class_names,
@@ -153,6 +176,7 @@ def _read_split_folders(root, val_fraction, test_fraction, seed):
         skipped=tuple(sorted(skipped)),
         split_source="folders",
         carved_splits=tuple(name for name in SPLIT_NAMES if name in missing),
+        converted=tuple(sorted(converted)),
     )
 
 
@@ -198,54 +222,22 @@ def _scan_class(class_dir):
     return sorted(candidates), others
 
 
-def _decode_problem(path):
-    """Why TensorFlow cannot decode `path` as an image, or None if it can."""
-    try:
-        if os.path.getsize(path) == 0:
-            return "empty file"
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=3, expand_animations=False
-        )
-    except tf.errors.OpError as error:
-        return f"cannot decode: {_short_message(error.message)}"
-    except OSError as error:
-        return f"cannot read: {error.strerror or error}"
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        return f"image has no pixels (shape {tuple(image.shape)})"
-    return None
+def _read_classes(folder, folder_classes, class_names, skipped, converted, require_all=False):
+    """Check every image under `folder`'s class folders into a split.
 
-
-def _short_message(message):
-    # Eager op errors carry "{{function_node ...}} " in front and
-    # " [Op:DecodeImage]" behind; neither helps someone fixing a file.
-    if message.startswith("{{"):
-        message = message.split("}} ", 1)[-1]
-    return message.split(" [Op:", 1)[0].strip()
-
-
-def _read_classes(folder, folder_classes, class_names, skipped, require_all=False):
-    """Decode-check every image under `folder`'s class folders into a split.
-
-    Unusable files go to `skipped` (appended in place). With `require_all`,
-    a class folder left without one usable image is an error.
+    Unusable files go to `skipped` and odd usable ones to `converted`
+    (appended in place). With `require_all`, a class folder left without
+    one usable image is an error.
     """
     found = {name: _scan_class(os.path.join(folder, name)) for name in folder_classes}
     candidates = [path for paths, _ in found.values() for path in paths]
-    checking = bar(len(candidates), f"Checking that {len(candidates)} image files in "
-                   f"{folder} decode:", unit_name="image") if candidates else None
     problems = {}
-    # TF kernels release the GIL, so threads overlap file reads and decodes;
-    # for small images the eager op overhead dominates and this costs nothing.
-    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
-    try:
-        for done, (path, problem) in enumerate(
-                zip(candidates, pool.map(_decode_problem, candidates)), 1):
-            problems[path] = problem
-            if checking is not None:
-                checking.update(done)
-    finally:
-        # On Ctrl-C, stop at once rather than decode the rest of the folder first.
-        pool.shutdown(cancel_futures=True)
+    title = f"Checking that {len(candidates)} image files in {folder} decode:"
+    for path, problem, notes in check_images(candidates, title):
+        problems[path] = problem
+        if notes:
+            converted.append((path, tuple(kind for kind, _ in notes),
+                              "; ".join(text for _, text in notes)))
     paths, labels = [], []
     for name, (class_paths, others) in found.items():
         usable = [path for path in class_paths if problems[path] is None]

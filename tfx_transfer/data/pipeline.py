@@ -2,14 +2,23 @@
 
 import tensorflow as tf
 
+from tfx_transfer.data import orientation
+
+# Raised whenever `decode_and_resize` gives other pixels for the same bytes
+# (2: EXIF orientation), so cached backbone features of the old pixels are
+# not reused.
+DECODER_VERSION = 2
+
 
 def decode_and_resize(image_bytes, image_size):
     """Decode encoded image bytes into a float32 RGB image of a fixed size.
 
-    JPEG, PNG, BMP and GIF (first frame) are decoded; grey and RGBA images
-    become 3-channel RGB. Only core TensorFlow ops are used, so the same
-    function runs in tf.data, in eager code and inside an exported serving
-    `tf.function` on a scalar string tensor.
+    JPEG (CMYK too), PNG (16-bit too), BMP, GIF (first frame) and WebP are
+    decoded; grey and RGBA images become 3-channel RGB (alpha dropped), and
+    a JPEG is turned upright by its EXIF orientation, as photo viewers show
+    it. Only core TensorFlow ops are used, so the same function runs in
+    tf.data, in eager code and inside an exported serving `tf.function` on
+    a scalar string tensor.
 
     Args:
         image_bytes: scalar string tensor. the encoded image file.
@@ -30,6 +39,7 @@ def decode_and_resize(image_bytes, image_size):
     # decode_image cannot know the rank inside a graph when animations are
     # folded away; resize needs it.
     image.set_shape([None, None, 3])
+    image = orientation.upright(image, orientation.exif_orientation(image_bytes))
     image = tf.image.resize(image, (image_size, image_size), method="bilinear")
     return tf.cast(image, tf.float32)
 

@@ -128,6 +128,13 @@ def _interval(interval):
     return f"{interval[0]:.4f}-{interval[1]:.4f}"
 
 
+def converted_line(data_report):
+    """One line naming the odd image formats a run converted, and how many of each."""
+    kinds = ", ".join(f"{count} {kind}" for kind, count in data_report["converted"].items())
+    return (f"  converted {data_report['num_converted']} odd-format image(s): {kinds} "
+            "(each file in data_report.json)")
+
+
 def format_report(header, data_report, stage_results, body):
     """Returns `report.txt`: header, data, stages, then the task's own `body`."""
     lines = [header, ""]
@@ -137,6 +144,8 @@ def format_report(header, data_report, stage_results, body):
     ) + f"; skipped {data_report.get('num_skipped', 0)} unreadable example(s)")
     for location, reason in data_report.get("skipped", [])[:20]:
         lines.append(f"  skipped {location}: {reason}")
+    if data_report.get("num_converted"):
+        lines.append(converted_line(data_report))
     lines.append("")
     lines.append("Stages:")
     for result in stage_results:

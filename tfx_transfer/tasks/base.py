@@ -133,6 +133,9 @@ class Task(abc.ABC):
             A tuple (metrics dict, report text).
         """
         metrics, body = self.evaluate(classifier, test_data, data, run_dir, baseline)
+        # What the data cost, next to the scores: nothing skipped or converted goes unseen.
+        metrics["data"] = {key: data_report[key] for key in (
+            "totals", "num_skipped", "num_converted", "converted") if key in data_report}
         report = evaluate.format_report(header, data_report, stage_results, body)
         return evaluate.write_files(run_dir, metrics, report, stage_results), report
 

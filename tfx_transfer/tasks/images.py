@@ -71,7 +71,7 @@ class ImagesTask(ClassificationTask):
         ))
 
     def feature_key(self, data, config, backbone):
-        """`data_key` (image bytes and paths, labels, batch size, seed), size, augmentation.
+        """`data_key` (image bytes, paths, labels, batch size, seed), size, decoder, augmentation.
 
         The augmentation is drawn per batch, hence the batch size in the key.
         """
@@ -79,6 +79,7 @@ class ImagesTask(ClassificationTask):
         return {
             **self.data_key(data, config, files=True),
             "image_size": backbone.image_size,
+            "decoder": pipeline.DECODER_VERSION,
             "augment": augmentation,
         }
 

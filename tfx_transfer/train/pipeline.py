@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tfx_transfer import (
     distribute,
+    evaluate,
     export,
     features,
     multiworker,
@@ -293,6 +294,9 @@ def write_data_report(run_dir, data, datasets):
     if skipped:
         text += f"\nSkipped {len(skipped)} unreadable example(s); see {DATA_REPORT_FILE}:"
         text += "".join(f"\n  {location}: {reason}" for location, reason in skipped[:10])
+    if report.get("num_converted"):
+        line = evaluate.converted_line(report).strip()
+        text += "\n" + line[0].upper() + line[1:]
     cut = datasets.report.get("tokenization", {})
     if any(cut.get("truncated_words", {}).values()):
         text += (f"\nTruncated {sum(cut['truncated_words'].values())} word(s) longer than a "
