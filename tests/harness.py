@@ -37,7 +37,9 @@ TICKETS = {
 }
 RUN_FILES = ("config.yaml", "data_report.json", "metrics.json", "report.txt",
              "training_curves.png", "labels.txt", "model.keras", "stages.json",
-             "saved_model/saved_model.pb", "logs/head.csv", "checkpoints/head.weights.h5")
+             "saved_model/saved_model.pb", "logs/head.csv")
+# Removed once a run has finished (kept with --keep-checkpoints).
+CHECKPOINT_FOLDERS = ("checkpoints", "backup")
 
 
 def write_tickets_csv(path, per_template=4):
@@ -70,6 +72,8 @@ def check_task_run(result, raw_inputs, capsys=None):
     run_dir = result.run_dir
     for name in RUN_FILES:
         assert (run_dir / name).exists(), name
+    for name in CHECKPOINT_FOLDERS:
+        assert not (run_dir / name).exists(), name
     config = load_config(run_dir / "config.yaml")
     task = tasks.get_task(config.task)
     assert [s["name"] for s in result.metrics["stages"]] == [s.name for s in config.stages]

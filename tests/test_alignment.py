@@ -94,6 +94,23 @@ def test_a_word_longer_than_a_chunk_is_cut_alone_and_counted():
     assert chunks[2].piece_start == 10
 
 
+def test_a_sentence_of_1000_words_is_chunked_whole_not_cut():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 4, size=1000)  # 1 to 3 wordpieces a word
+    labels = rng.integers(0, 5, size=1000)
+    chunks = align_labels(counts, labels, sequence_length=128)
+    # Every word once, in order, each label on its word's first piece.
+    assert [c.word_start for c in chunks] == [0] + [c.word_stop for c in chunks[:-1]]
+    assert chunks[-1].word_stop == 1000
+    assert sum(c.truncated_pieces for c in chunks) == 0
+    kept = [label for c in chunks for label in c.labels if label != IGNORE]
+    assert kept == labels.tolist()
+    assert all(len(c.labels) == 128 for c in chunks)
+    # As few chunks as the 126-piece budget allows, give or take a word per chunk.
+    assert len(chunks) >= int(np.ceil(counts.sum() / 126))
+    assert len(chunks) <= int(np.ceil(counts.sum() / (126 - 2)))
+
+
 def test_align_labels_rejects_bad_input():
     with pytest.raises(ValueError, match="sequence_length=2"):
         align_labels([1], [0], sequence_length=2)

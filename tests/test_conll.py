@@ -90,6 +90,20 @@ def test_one_column_line_is_named(tmp_path):
         read_conll(path)
 
 
+def test_a_line_with_another_column_count_is_named(tmp_path):
+    path = write(tmp_path / "bad.txt", "John\tB-PER\nran\tO\n\nNew York\tB-LOC\n"
+                 "is\tO\n\nthree\tNN\tO\n")
+    with pytest.raises(ValueError, match=r"bad.txt:7: 3 columns where line 1 has 2"):
+        read_conll(path)
+    spaced = write(tmp_path / "spaced.txt", "John B-PER\nran O\n\nNew York B-LOC\nis O\n")
+    with pytest.raises(ValueError, match=r"spaced.txt:4: 3 columns where line 1 has 2 \(a "
+                                         r"token with a space in it\?\)"):
+        read_conll(spaced)
+    # CoNLL-2003's four columns throughout are one layout: token first, tag last.
+    four = write(tmp_path / "four.txt", "John NNP B-NP B-PER\nran VBD B-VP O\n")
+    assert read_conll(four)[0].tags == ("B-PER", "O")
+
+
 def test_empty_token_is_named(tmp_path):
     path = write(tmp_path / "bad.txt", "a\tO\n \tB-PER\n")
     with pytest.raises(ValueError, match=r"bad.txt:2: empty token"):
@@ -273,14 +287,15 @@ def test_skip_bad_rows_leaves_out_and_counts_whole_sentences(tmp_path):
         "Rome\n\n"                          # one column
         "Oslo\tB-loc\ncold\tX-weird\n\n"    # invalid tag on its second line
         "Bob\tB-per\n\n"                    # good
-        "a\tb\tc\tI-per\n"                  # four columns: first is the word, last the tag
+        "a\tb\tc\tI-per\n"                  # four columns where the file has two
     )
     with pytest.raises(ValueError, match=r"bad.conll:4: one column"):
         read_token_data(path, val_fraction=0.0, test_fraction=0.0)
     data = read_token_data(path, val_fraction=0.0, test_fraction=0.0, skip_bad_rows=True)
-    assert [s.words for s in data.splits["train"]] == [("Paris", "is"), ("Bob",), ("a",)]
+    assert [s.words for s in data.splits["train"]] == [("Paris", "is"), ("Bob",)]
     report = data.report()
-    assert report["num_skipped"] == 2
+    assert report["num_skipped"] == 3
     locations = [location.rsplit(":", 1)[1] for location, _ in report["skipped"]]
-    assert locations == ["4", "7"]
+    assert locations == ["4", "7", "11"]
     assert "one column" in report["skipped"][0][1] and "X-weird" in report["skipped"][1][1]
+    assert report["skipped"][2][1].startswith("4 columns where line 1 has 2")

@@ -33,7 +33,7 @@ def _wait_for(process, text, timeout=240):
 def test_ctrl_c_names_the_run_exits_130_and_the_printed_command_resumes_it(
         colour_folder, tmp_path):
     command = [sys.executable, "-m", "tfx_transfer", "train", "--data", str(colour_folder),
-               *TINY, "--output-dir", str(tmp_path), "--run-name", "stopped"]
+               *TINY, "--output-dir", str(tmp_path), "--run-name", "stopped", "--keep-checkpoints"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     _wait_for(process, "Training plan:")
@@ -50,6 +50,10 @@ def test_ctrl_c_names_the_run_exits_130_and_the_printed_command_resumes_it(
     assert finished.returncode == 0, finished.stderr
     assert (run_dir / "saved_model" / "saved_model.pb").is_file()
     assert "Test accuracy" in finished.stdout
+    # --keep-checkpoints, read back from config.yaml, kept what a finished run removes.
+    for name in ("kept.weights.h5", "fine_tune.weights.h5"):
+        assert (run_dir / "checkpoints" / name).is_file(), name
+    assert (run_dir / "backup" / "fine_tune").is_dir()
 
 
 @pytest.mark.parametrize("layout", ["one class", "empty folder"])

@@ -199,7 +199,53 @@ BAD_ROWS = {
         1,
         "cannot decode byte 0xc3 (byte 11 of the line)",
     ),
+    # Mixed encodings: one latin-1 or cp1252 row in a UTF-8 file.
+    "latin-1 row in utf-8 csv": ("d.csv", "text,label\nna\u00efve,b\n".encode("latin-1"), 2,
+                                 "cannot decode byte 0xef (byte 3 of the line) as utf-8"),
+    "cp1252 quotes in utf-8 tsv": ("d.tsv", b"text\tlabel\n\x93quoted\x94\ta\n", 2,
+                                   "cannot decode byte 0x93 (byte 1 of the line)"),
+    "latin-1 row in utf-8 jsonl": ("d.jsonl", '{"text": "caf\u00e9", "label": "a"}\n'.encode(
+        "latin-1"), 1, "cannot decode byte 0xe9"),
+    # NUL bytes: binary data or a UTF-16 file.
+    "nul byte in csv text": ("d.csv", b"text,label\nhel\x00lo,a\n", 2, "NUL byte in the row"),
+    "nul byte in tsv label": ("d.tsv", b"text\tlabel\nhello\ta\x00\n", 2, "NUL byte"),
+    "nul escape in json": ("d.jsonl", b'{"text": "a\\u0000b", "label": "a"}\n', 1,
+                           "NUL byte"),
+    # Empty texts and labels in every format.
+    "blank tsv text": ("d.tsv", b"text\tlabel\n   \ta\n", 2, "empty text"),
+    "quoted empty csv label": ("d.csv", b'text,label\nhello,""\n', 2,
+                               "missing or empty label"),
+    "blank json text": ("d.jsonl", b'{"text": "  ", "label": "a"}\n', 1, "empty text"),
+    "empty json label": ("d.jsonl", b'{"text": "x", "label": ""}\n', 1,
+                         "missing or empty label"),
+    # Field counts, quoted newlines included (a row is named by its first line).
+    "extra tsv field": ("d.tsv", b"text\tlabel\na\tb\tc\n", 2, "row has 3 fields"),
+    "one tsv field": ("d.tsv", b"text\tlabel\nonly text\n", 2, "row has 1 fields"),
+    "quoted newline then no label": ("d.csv", b'text,label\n"line one\nline two",\n', 2,
+                                     "missing or empty label"),
+    "quoted newline then extra field": ("d.csv", b'text,label\n"a\nb",x,y\n', 2,
+                                        "row has 3 fields"),
+    "bad row under a BOM header": ("d.csv", b"\xef\xbb\xbftext,label\n,a\n", 2, "empty text"),
+    # JSON values of the wrong kind.
+    "json object label": ("d.jsonl", b'{"text": "x", "label": {"a": 1}}\n', 1,
+                          "'label' is an object, not a string or an integer"),
+    "json array label": ("d.jsonl", b'{"text": "x", "label": ["a"]}\n', 1,
+                         "'label' is an array"),
+    "json number text": ("d.jsonl", b'{"text": 5, "label": "a"}\n', 1,
+                         "'text' is a number, not a string"),
+    "json null text": ("d.jsonl", b'{"text": null, "label": "a"}\n', 1, "empty text"),
+    "json missing label key": ("d.jsonl", b'{"text": "x"}\n', 1, "no key 'label'"),
+    "json string not an object": ("d.jsonl", b'"just a string"\n', 1,
+                                  "expected a JSON object, got a string"),
+    "json cut short": ("d.jsonl", b'{"text": "x", "lab\n', 1, "invalid JSON"),
+    "json two objects on a line": ("d.jsonl", b'{"text": "x", "label": "a"} {"text": "y"}\n',
+                                   1, "invalid JSON: Extra data"),
 }
+
+
+def test_at_least_30_malformed_rows_are_tried():
+    assert len(BAD_ROWS) >= 30
+    assert {name.rsplit(".", 1)[1] for name, *_ in BAD_ROWS.values()} == {"csv", "tsv", "jsonl"}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_ROWS))
@@ -287,6 +333,34 @@ def test_file_level_errors(tmp_path):
     (tmp_path / "split" / "train" / "a").mkdir(parents=True)
     with pytest.raises(ValueError, match="val_path"):
         read_text_data(tmp_path / "split")
+
+
+@pytest.mark.parametrize("name", ["posts.csv", "posts.tsv", "posts.jsonl"])
+def test_an_archive_under_a_table_name_is_named_as_such(tmp_path, name):
+    import gzip
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / name, "w") as archive:
+        archive.writestr("posts.csv", "text,label\n" + GOOD_CSV)
+    with pytest.raises(ValueError, match=f"{name} is not a text file: it is a ZIP archive"):
+        read_text_data(tmp_path / name, skip_bad_rows=True)
+    (tmp_path / name).write_bytes(gzip.compress(("text,label\n" + GOOD_CSV).encode()))
+    with pytest.raises(ValueError, match="gzip-compressed: decompress it first"):
+        read_text_data(tmp_path / name)
+
+
+@pytest.mark.parametrize("name", ["long.csv", "long.tsv", "long.jsonl"])
+def test_a_10_mb_row_is_read_whole(tmp_path, name):
+    document = "word " * 2_000_000  # 10 MB
+    if name.endswith(".jsonl"):
+        body = json.dumps({"text": document, "label": "a"}) + "\n" + GOOD_JSONL
+    else:
+        body = "text,label\n" + document + ",a\n" + GOOD_CSV
+        body = body.replace(",", "\t") if name.endswith(".tsv") else body
+    (tmp_path / name).write_text(body)
+    data = read_text_data(tmp_path / name, val_fraction=0.25, test_fraction=0.25)
+    assert data.skipped == ()
+    assert max(len(text) for text in all_texts(data)) == len(document.strip())
 
 
 def test_fewer_than_two_classes(tmp_path):

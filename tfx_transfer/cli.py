@@ -54,6 +54,7 @@ _FIELD_FLAGS = {
     "feature_views": "feature_views",
     "refit_head": "refit_head",
     "deterministic": "deterministic",
+    "keep_checkpoints": "keep_checkpoints",
     "strategy": "strategy",
     "tpu": "tpu",
     "text_column": "data.text_column",
@@ -323,6 +324,10 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 @click.option("--deterministic/--no-deterministic", default=None,
               help="Identical weights from identical seeded runs (op determinism, "
                    "sequential augmentation); slower. " + _field_default("deterministic"))
+@click.option("--keep-checkpoints/--no-keep-checkpoints", default=None,
+              help="Keep each stage's checkpoint and the epoch backups once the run has "
+                   "finished; by default they are removed. "
+                   + _field_default("keep_checkpoints"))
 @click.option("--strategy", type=click.Choice(STRATEGIES),
               help="tf.distribute strategy; auto: a TPU if one is named (--tpu, TPU_NAME, "
                    "COLAB_TPU_ADDR), multi-worker if TF_CONFIG names several workers, "

@@ -268,6 +268,9 @@ class RunConfig:
             once more on train + val features at the C validation chose.
         deterministic: bool. Seeded runs give identical weights: op
             determinism and sequential augmentation (slower).
+        keep_checkpoints: bool. Keep every stage's checkpoint and the
+            epoch backups once the run has finished; by default only what
+            resuming, evaluating and serving need is kept.
         strategy: str. The `tf.distribute` strategy, one of `STRATEGIES`
             (`tfx_transfer.distribute`); "auto" picks from the devices,
             TF_CONFIG and a TPU's environment.
@@ -291,6 +294,7 @@ class RunConfig:
     feature_cache_max_gb: float = 10.0
     refit_head: bool = True
     deterministic: bool = False
+    keep_checkpoints: bool = False
     strategy: str = "auto"
     tpu: str | None = None
     data: DataConfig = DataConfig()

@@ -136,6 +136,7 @@ def run_stages(
     jit_compile=False,
     verbose=2,
     refit=False,
+    finished_weights=None,
 ):
     """Runs the staged plan on a classifier, resuming from `run_dir` if it can.
 
@@ -159,6 +160,9 @@ def run_stages(
             the C that validation chose: more data for the final head, at
             the price of a validation score that is no longer held out
             (the test split still is).
+        finished_weights: str, Path or None. Where a finished run keeps
+            its model (`model.keras`), read on resume when the checkpoints
+            were removed once it finished.
 
     Returns:
         A list of `StageResult`, one per stage, in order. On return the
@@ -179,6 +183,8 @@ def run_stages(
     kept_path.parent.mkdir(parents=True, exist_ok=True)
     if done and kept_path.is_file():
         model.load_weights(str(kept_path))
+    elif done and finished_weights is not None and Path(finished_weights).is_file():
+        model.load_weights(str(finished_weights))
     cached = None
     kept_weights = model.get_weights()
     results, best, best_correct = [], None, None

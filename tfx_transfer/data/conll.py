@@ -263,13 +263,20 @@ def _read_sentences(path, scheme, skipped=None):
     lines = _decoded_lines(path)
     raw = []  # (first line number, words, tags)
     words, tags, first, bad = [], [], None, False
+    columns = None  # (count, line number) of the file's first token line
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if fields and fields[0] != _DOCSTART:
             if first is None:
                 first = number
             try:
-                word, tag = _token_and_tag(path, number, line)
+                word, tag, count = _token_and_tag(path, number, line)
+                columns = columns or (count, number)
+                if count != columns[0]:
+                    # A token with a space in it shifts the tag column.
+                    raise ValueError(
+                        f"{path}:{number}: {count} columns where line {columns[1]} has "
+                        f"{columns[0]} (a token with a space in it?). The line: {line!r}")
             except ValueError as error:
                 if skipped is None:
                     raise
@@ -344,7 +351,7 @@ def _token_and_tag(path, number, line):
         except tag_schemes.InvalidTagError as error:
             reason = str(error)
         else:
-            return fields[0], tag
+            return fields[0], tag, len(fields)
     raise ValueError(f"{path}:{number}: {reason}. The line: {line!r}")
 
 

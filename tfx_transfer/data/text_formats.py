@@ -12,6 +12,9 @@ import os
 
 from tfx_transfer.data.splits import SPLIT_NAMES
 
+# The longest CSV/TSV field read (csv's own default is 128 KiB).
+MAX_FIELD_BYTES = 64 * 2**20
+
 
 @dataclasses.dataclass(frozen=True)
 class Row:
@@ -162,12 +165,28 @@ def decode_problem(data, error, encodings, advice="pass the file's `encoding`"):
     return line, reason
 
 
+# Files that are no text at all, by their first bytes, and what to do instead.
+_ARCHIVES = (
+    (b"PK\x03\x04", "a ZIP archive (an Excel workbook, or a zipped file?): unzip it, or "
+                     "save the sheet as CSV"),
+    (b"\x1f\x8b", "gzip-compressed: decompress it first (gunzip)"),
+    (b"%PDF", "a PDF document: export its text to CSV first"),
+)
+
+
 def file_bytes(path):
-    """The bytes of the file at `path`, without a UTF-8 byte order mark."""
+    """The bytes of the file at `path`, without a UTF-8 byte order mark.
+
+    Raises:
+        ValueError: the file is an archive or a document, not text.
+    """
     with open(path, "rb") as file:
         data = file.read()
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
+    for magic, what in _ARCHIVES:
+        if data.startswith(magic):
+            raise ValueError(f"Text data {path} is not a text file: it is {what}.")
     return data
 
 
@@ -197,7 +216,10 @@ def _decoded_lines(path, encodings, problems):
 def _checked_row(location, text, label, problems):
     """A `Row`, or None after reporting an empty text or label."""
     text, label = text.strip(), label.strip()
-    if not text:
+    if "\x00" in text or "\x00" in label:
+        # Never in real text: a binary or UTF-16 file, or a corrupted row.
+        problems.add(location, "NUL byte in the row (binary data, or a UTF-16 file?)")
+    elif not text:
         problems.add(location, "empty text")
     elif not label:
         problems.add(location, "missing or empty label")
@@ -211,6 +233,9 @@ def _read_table(path, columns, delimiter, encodings, problems):
     # TSV files rarely quote; a text starting with a quote must stay literal
     # rather than swallow the lines after it.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    # A long document is a row like any other (the tokenizer truncates it);
+    # csv's default 128 KiB bound per field would stop the whole file.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_BYTES))
     reader = csv.reader(lines, delimiter=delimiter, quoting=quoting)
     records = []
     first_line = 1

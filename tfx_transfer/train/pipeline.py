@@ -6,6 +6,7 @@ module every task shares; nothing downstream reaches back upstream.
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -172,7 +173,7 @@ def _train(task, config, run_dir, distribution, backbone, data, timings, started
         caching=feature_caching(task, config, data, backbone, distribution,
                                 show_progress=progress.level() > progress.QUIET),
         jit_compile=config.jit_compile, verbose=progress.keras_verbose(),
-        refit=config.refit_head,
+        refit=config.refit_head, finished_weights=run_dir / export.KERAS_FILE,
     )
 
     with progress.step("baseline"):
@@ -191,6 +192,8 @@ def _train(task, config, run_dir, distribution, backbone, data, timings, started
             classifier.model, task.serving_fn(classifier, data.class_names), data.class_names,
             run_dir, track=task.export_objects(classifier),
         )
+    if not config.keep_checkpoints:
+        remove_checkpoints(run_dir)
     summary = f"\n{report}\nFinished in {time.time() - started:.0f} s.\n"
     if progress.level() == progress.VERBOSE:
         summary += "\n".join(timings.lines()) + "\n"
@@ -200,6 +203,19 @@ def _train(task, config, run_dir, distribution, backbone, data, timings, started
         progress.say(f"Worker {distribution.worker_index} of {distribution.num_workers}: weights "
                      f"fingerprint {features.weights_fingerprint(classifier.model)[:16]}")
     return RunResult(run_dir, metrics, stage_results, saved_model, report)
+
+
+def remove_checkpoints(run_dir):
+    """Removes what only an unfinished run needs: each stage's checkpoint and the epoch backups.
+
+    Called once the export is complete: `model.keras` then holds the kept
+    weights, which a resume of the finished run loads, and `saved_model/`
+    is what evaluating and serving read. `stages.json` and the logs stay.
+    """
+    for path in sorted((run_dir / "checkpoints").glob("*.weights.h5")):
+        path.unlink()
+    for folder in (run_dir / "checkpoints", run_dir / "backup"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_batch_size(batch_size, train_size):
