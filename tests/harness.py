@@ -13,15 +13,21 @@ whatever it learns:
 
 import csv
 import dataclasses
+import json
+import zipfile
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
+from PIL import Image
 
 from conftest import serve_in_fresh_process
 from tfx_transfer import tasks, train
 from tfx_transfer.config import RunConfig, StageConfig
 from tfx_transfer.config_files import load_config
+from tfx_transfer.feature_store import FeatureCache
 
 SHORT_PLAN = (
     StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=3, optimizer="lbfgs"),
@@ -111,3 +117,54 @@ def check_task_run(result, raw_inputs, capsys=None):
     assert {k: v for k, v in again.metrics.items() if k != "stages"} == \
         {k: v for k, v in result.metrics.items() if k != "stages"}
     return served
+
+
+def check_files_whole(run_dir, home=None):
+    """Asserts every file of a run (and feature cache entry) under its final name is whole.
+
+    For runs killed or stopped at any moment: what is there must be complete.
+
+    Args:
+        run_dir: Path. The run directory; it may not exist yet.
+        home: Path or None. A `TFX_TRANSFER_HOME` whose feature cache to check.
+
+    Returns:
+        How many files were checked.
+    """
+    checked = 0
+    if not run_dir.exists():
+        return checked
+    # A run directory appears only with its config (filled under a hidden name).
+    assert (run_dir / "config.yaml").is_file()
+    for path in sorted(run_dir.rglob("*")):
+        if not path.is_file() or path.name.startswith(".") or "backup" in path.parts:
+            continue  # Temporary files, and Keras' own epoch backups (torn ones are handled).
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".yaml":
+            yaml.safe_load(path.read_text())
+        elif path.suffix == ".png":
+            Image.open(path).verify()
+        elif path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                assert archive.testzip() is None
+        elif path.name.endswith(".weights.h5"):
+            with h5py.File(path, "r"):
+                pass
+        elif path.name == "report.txt":
+            assert "Confusion matrix" in path.read_text()
+        elif path.name == "labels.txt":
+            assert path.read_text().endswith("\n")
+        else:
+            continue
+        checked += 1
+    saved_model = run_dir / "saved_model"
+    if saved_model.exists():
+        assert (saved_model / "saved_model.pb").is_file()
+        assert (saved_model / "variables" / "variables.index").is_file()
+        checked += 1
+    cache = FeatureCache(home / "features") if home else None
+    for entry in cache.entries() if cache else ():
+        assert cache.load(entry["key"]) is not None, entry
+        checked += 1
+    return checked

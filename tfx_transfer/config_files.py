@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from tfx_transfer.config import RunConfig
+from tfx_transfer.files import write_atomic
 
 
 def load_config(path):
@@ -39,4 +40,4 @@ def load_config(path):
 
 def save_config(config, path):
     """Writes `config` as YAML to `path`."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

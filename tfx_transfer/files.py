@@ -77,3 +77,28 @@ def sha256_file(path):
         for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_atomic(path, content):
+    """Writes `content` (str or bytes) to `path` whole or not at all.
+
+    The content goes to a temporary file in the same folder, flushed to
+    disk, which then replaces `path` in one rename: a reader, or a run
+    killed at any moment, sees the old file or the new one, never half.
+
+    Example:
+
+    >>> write_atomic("/tmp/tfx_metrics.json", "{}")
+    >>> open("/tmp/tfx_metrics.json").read()
+    '{}'
+    """
+    path = pathlib.Path(path)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "wb") as f:
+            f.write(content.encode("utf-8") if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)

@@ -20,6 +20,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tfx_transfer.files import write_atomic
+
 
 def stage_callbacks(stage, run_dir, verbose, backup=True):
     """The callbacks a stage's `fit` runs with, in the order they must run.
@@ -44,7 +46,7 @@ def stage_callbacks(stage, run_dir, verbose, backup=True):
     csv_log = logs / f"{stage.name}.csv"
     # The restore first: TrimLog and the early stopping read what it restored
     # (after a torn backup it falls back to the older copy and its metadata).
-    resume = [keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True)]
+    resume = [AtomicBackupAndRestore(str(backup_dir), double_checkpoint=True)]
     return [
         # First: a batch with a NaN loss stops the stage before anything logs it.
         StopOnNonFiniteLoss(),
@@ -58,6 +60,61 @@ def stage_callbacks(stage, run_dir, verbose, backup=True):
         keras.callbacks.TensorBoard(log_dir=str(logs / stage.name), write_graph=False),
         keras.callbacks.CSVLogger(str(csv_log), append=True),
     ]
+
+
+def save_weights_atomic(model, path):
+    """Saves `model`'s weights to `path` whole or not at all: a hidden file, then a rename.
+
+    A run killed or out of disk space while saving leaves the previous file
+    as it was, never a torn one that loads as half the weights.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}")  # Still `*.weights.h5`, as Keras requires.
+    try:
+        model.save_weights(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _copy_atomic(source, target):
+    tmp = Path(target).with_name(f".{Path(target).name}")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' `BackupAndRestore`, with every backup file replaced whole.
+
+    Keras writes the backup in place, so a process killed (or a disk
+    filled) mid-write leaves weights that load as an error, or as half a
+    model. Here each file is written aside and renamed over the old one,
+    the weights before the epoch count that points at them; a backup that
+    still fails to load (written by an older version) falls back to the
+    previous copy, as Keras does for an unreadable file.
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint:
+            for latest, previous in ((self._weights_path, self._prev_weights_path),
+                                     (self._training_metadata_path,
+                                      self._prev_training_metadata_path)):
+                if os.path.exists(latest):
+                    _copy_atomic(latest, previous)
+        save_weights_atomic(self.model, self._weights_path)
+        write_atomic(self._training_metadata_path, json.dumps(
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+
+    def _load_model(self):
+        try:
+            super()._load_model()
+        except ValueError as error:
+            # HDF5 that is not these weights: Keras falls back only on OSError.
+            raise OSError(f"Backup {self._weights_path} does not load: {error}") from error
 
 
 def _resumed_at(metadata_path):
@@ -181,9 +238,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
                 old.unlink()
 
     def _save_checkpoint(self):
-        tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}")
-        self.model.save_weights(str(tmp))
-        os.replace(tmp, self.checkpoint_path)
+        save_weights_atomic(self.model, self.checkpoint_path)
 
 
 class NonFiniteLoss(RuntimeError):

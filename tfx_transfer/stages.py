@@ -27,7 +27,12 @@ import numpy as np
 
 from tfx_transfer import features, optimizers, probe, selection
 from tfx_transfer.progress import say, step
-from tfx_transfer.stage_callbacks import fit_guarded, logged_history, stage_callbacks
+from tfx_transfer.stage_callbacks import (
+    fit_guarded,
+    logged_history,
+    save_weights_atomic,
+    stage_callbacks,
+)
 from tfx_transfer.unfreezing import (  # noqa: F401 (the stage plan's API)
     check_unfreeze,
     describe_plan,
@@ -215,7 +220,7 @@ def run_stages(
             say(decision.reason[0].upper() + decision.reason[1:] + ".")
             if result.kept:
                 best_correct = correct
-                model.save_weights(str(kept_path))
+                save_weights_atomic(model, kept_path)
                 if stage.unfreeze:
                     cached = None  # The backbone changed: its features are stale.
             else:
@@ -231,7 +236,7 @@ def run_stages(
         with step(f"stage {best.name}"):
             cached = cached or features.cached_head(model, train_data, val_data, caching)
             results[results.index(best)] = _refit_probe(cached, best, objective.class_weight)
-        model.save_weights(str(kept_path))
+        save_weights_atomic(model, kept_path)
         _write_state(run_dir, results)
     return results
 
@@ -281,7 +286,7 @@ def _fit_probe_stage(head, cached, stage, fitting):
     rows = zip(*history.values())
     (fitting.run_dir / "logs" / f"{stage.name}.csv").write_text(
         "\n".join([",".join(history), *(",".join(f"{v:g}" for v in row) for row in rows)]) + "\n")
-    head.save_weights(str(fitting.run_dir / "checkpoints" / f"{stage.name}.weights.h5"))
+    save_weights_atomic(head, fitting.run_dir / "checkpoints" / f"{stage.name}.weights.h5")
     return StageResult(
         name=stage.name, unfreeze=0, learning_rate=stage.learning_rate,
         trainable_weights=2, epochs_run=0, val_accuracy=float(np.mean(correct)),

@@ -1,10 +1,14 @@
 """The report's figures: the confusion matrix and the training curves, as PNG."""
 
+import io
+
 import numpy as np
 # Figures without pyplot: headless on servers and in CI, and a notebook's
 # own backend (inline plots) is left as the user set it.
 from matplotlib.figure import Figure
 from sklearn import metrics as sk_metrics
+
+from tfx_transfer.files import write_atomic
 
 
 def plot_confusion_matrix(matrix, class_names, path):
@@ -18,7 +22,7 @@ def plot_confusion_matrix(matrix, class_names, path):
     )
     axes.set_title("Confusion matrix (test split)")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    _save(figure, path)
 
 
 def plot_training_curves(stage_results, path):
@@ -44,4 +48,11 @@ def plot_training_curves(stage_results, path):
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    _save(figure, path)
+
+
+def _save(figure, path):
+    """Saves `figure` as a PNG at `path`, whole or not at all."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    write_atomic(path, buffer.getvalue())

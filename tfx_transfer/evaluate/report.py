@@ -17,6 +17,7 @@ from tfx_transfer.evaluate.intervals import (
     wilson_interval,
 )
 from tfx_transfer.evaluate.plots import plot_training_curves
+from tfx_transfer.files import write_atomic
 from tfx_transfer.progress import predict_bar
 
 # The normal quantile of a two-sided 95% interval.
@@ -173,8 +174,8 @@ def write_files(run_dir, metrics, report, stage_results):
         **metrics,
         "stages": [{k: v for k, v in vars(r).items() if k != "history"} for r in stage_results],
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (run_dir / "report.txt").write_text(report)
+    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_atomic(run_dir / "report.txt", report)
     plot_training_curves(stage_results, run_dir / "training_curves.png")
     return metrics
 

@@ -5,7 +5,9 @@ module every task shares; nothing downstream reaches back upstream.
 """
 
 import dataclasses
+import errno
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +28,7 @@ from tfx_transfer import (
 )
 from tfx_transfer.config import RunConfig
 from tfx_transfer.config_files import load_config, save_config
-from tfx_transfer.files import cache_dir
+from tfx_transfer.files import cache_dir, write_atomic
 
 CONFIG_FILE = "config.yaml"
 DATA_REPORT_FILE = "data_report.json"
@@ -65,6 +67,29 @@ class RunInterrupted(KeyboardInterrupt):
         self.resume = resume
 
 
+class DiskFull(RuntimeError):
+    """The disk filled up during a run; the message names the run and how to resume it."""
+
+
+def disk_full(error):
+    """Whether `error`, or one it was raised from, is a full disk (ENOSPC).
+
+    TensorFlow and h5py report it in their own exception types, so the
+    message is read as well as `errno`.
+
+    Example:
+
+    >>> disk_full(OSError(28, "No space left on device"))
+    True
+    """
+    while error is not None:
+        if getattr(error, "errno", None) == errno.ENOSPC or \
+                "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def run(config=None, run_dir=None, verbose=progress.NORMAL):
     """Trains, evaluates and exports one classifier.
 
@@ -84,6 +109,8 @@ def run(config=None, run_dir=None, verbose=progress.NORMAL):
     Raises:
         RunInterrupted: Ctrl-C, once the run directory exists (a
             `KeyboardInterrupt` naming it).
+        DiskFull: a write found the disk full, once the run directory
+            exists; every file written before is whole.
 
     Example:
 
@@ -155,6 +182,14 @@ def _run(task, config, run_dir, distribution, timings):
                   if distribution.num_workers == 1 else
                   "relaunch every worker with the same command to resume it")
         raise RunInterrupted(run_dir, resume) from interrupt
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        raise DiskFull(
+            f"The disk is full (No space left on device). Run {run_dir} keeps every file it "
+            "finished writing and its last backed-up epoch; free some space, then resume it "
+            f"with: python -m tfx_transfer train --resume {run_dir}") from error
+
 
 
 def _train(task, config, run_dir, distribution, backbone, data, timings, started):
@@ -247,7 +282,12 @@ def prepare_run_dir(config, run_dir, distribution):
 
 
 def new_run_dir(config):
-    """Creates a fresh, uniquely named run directory holding the resolved `config.yaml`."""
+    """Creates a fresh, uniquely named run directory holding the resolved `config.yaml`.
+
+    The folder is filled under a hidden name and renamed into place, so a
+    run directory always holds its config: one killed at any moment can be
+    resumed, never a folder `--resume` cannot read.
+    """
     name = config.run_name or (
         f"{config.task}-{config.model.backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
@@ -256,8 +296,10 @@ def new_run_dir(config):
     while run_dir.exists():
         suffix += 1
         run_dir = root / f"{name}-{suffix}"
-    run_dir.mkdir(parents=True)
-    save_config(config, run_dir / CONFIG_FILE)
+    staging = root / f".{run_dir.name}-{os.getpid()}-{time.time_ns()}"
+    staging.mkdir(parents=True)  # Under the umask, as the run directory should be.
+    save_config(config, staging / CONFIG_FILE)
+    os.rename(staging, run_dir)
     return run_dir
 
 
@@ -300,7 +342,7 @@ def feature_caching(task, config, data, backbone, distribution=None, show_progre
 def write_data_report(run_dir, data, datasets):
     """Writes `data_report.json` (the reader's and the pipelines' counts), prints a summary."""
     report = {**data.report(), **datasets.report}
-    (run_dir / DATA_REPORT_FILE).write_text(json.dumps(report, indent=2))
+    write_atomic(run_dir / DATA_REPORT_FILE, json.dumps(report, indent=2))
     sizes = ", ".join(f"{name} {count}" for name, count in report["totals"].items())
     text = (
         f"Data: {len(report['class_names'])} classes ({', '.join(report['class_names'])}); "
