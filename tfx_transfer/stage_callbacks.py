@@ -11,6 +11,7 @@ again), from which `ResumableEarlyStopping` replays its state and
 """
 
 import csv
+import errno
 import json
 import math
 import os
@@ -62,13 +63,29 @@ def stage_callbacks(stage, run_dir, verbose, backup=True):
     ]
 
 
+# Room asked for beyond twice the weights' own size (HDF5 metadata, slots).
+_SPACE_MARGIN = 16 * 2**20
+
+
 def save_weights_atomic(model, path):
     """Saves `model`'s weights to `path` whole or not at all: a hidden file, then a rename.
 
     A run killed or out of disk space while saving leaves the previous file
-    as it was, never a torn one that loads as half the weights.
+    as it was, never a torn one that loads as half the weights. The free
+    space is checked first: h5py, out of space mid-write, leaves a file it
+    can neither flush nor close, and may crash the process at exit.
+
+    Raises:
+        OSError: ENOSPC, when the folder has too little space for the file.
     """
     path = Path(path)
+    needed = 2 * sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize
+                     for v in model.weights) + _SPACE_MARGIN
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device: {path.parent} has "
+                                    f"{free / 2**20:.0f} MiB free, and {path.name} needs "
+                                    f"about {needed / 2**20:.0f} MiB")
     tmp = path.with_name(f".{path.name}")  # Still `*.weights.h5`, as Keras requires.
     try:
         model.save_weights(str(tmp))
