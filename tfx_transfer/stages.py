@@ -21,6 +21,7 @@ finished stage (and mid-stage, from Keras' `BackupAndRestore`).
 import dataclasses
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +190,11 @@ def run_stages(
     if done and kept_path.is_file():
         model.load_weights(str(kept_path))
     elif done and finished_weights is not None and Path(finished_weights).is_file():
-        model.load_weights(str(finished_weights))
+        with warnings.catch_warnings():
+            # The file also holds the last stage's optimizer, which nothing
+            # trains again; Keras warns when this model's optimizer differs.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(str(finished_weights))
     cached = None
     kept_weights = model.get_weights()
     results, best, best_correct = [], None, None
