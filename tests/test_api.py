@@ -6,7 +6,7 @@ import pytest
 
 import tfx_transfer
 from tfx_transfer import api, cli_errors, progress
-from tfx_transfer.data import tfds_source
+from tfx_transfer.data import image_check, image_header, orientation, tfds_source
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,8 @@ def globs(colour_folder, tmp_path_factory):
     return {"photos": colour_folder, "tiny": tiny, "run": run, "tmp": tmp}
 
 
-@pytest.mark.parametrize("module", [api, cli_errors, progress, tfds_source])
+@pytest.mark.parametrize("module", [api, cli_errors, progress, tfds_source, image_check,
+                                    image_header, orientation])
 def test_the_docstring_examples_run(module, globs):
     failures, tried = doctest.testmod(
         module, extraglobs=globs, optionflags=doctest.ELLIPSIS, verbose=False)

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from harness import train_tiny
 from tfx_transfer.config import DataConfig, StageConfig
 from tfx_transfer.data import decode_and_resize, read_image_folder
+from tfx_transfer.data.image_header import header_pixels
 from tfx_transfer.data.orientation import exif_orientation
 
 COLOURS = {"red": (210, 40, 40), "teal": (30, 160, 150)}
@@ -143,6 +144,29 @@ def test_a_decompression_bomb_is_refused_without_decoding(tmp_path):
     assert check_image(str(tmp_path / "small.png")) == (None, ())
     problem, _ = check_image(str(tmp_path / "small.png"), max_pixels=1000)
     assert "60,000 pixels is over the limit of 1,000" in problem
+
+
+@pytest.mark.parametrize("fmt, options", [
+    ("PNG", {}), ("JPEG", {}), ("JPEG", {"progressive": True}), ("GIF", {}), ("BMP", {}),
+    ("WEBP", {"lossless": True}), ("WEBP", {"quality": 80}),
+    ("WEBP", {"exif": b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x00\x00"}),  # VP8X
+])
+def test_the_header_gives_the_size_in_every_format(fmt, options):
+    buffer = io.BytesIO()
+    Image.fromarray(_pixels(COLOURS["red"], size=(37, 53))).save(buffer, fmt, **options)
+    assert int(header_pixels(tf.constant(buffer.getvalue()))) == 37 * 53
+
+
+def test_the_serving_decode_refuses_a_bomb_before_decoding_it():
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def serve(image_bytes):
+        return decode_and_resize(image_bytes, 16)
+
+    # 110 KB that would decode to 2.7 GB: refused from its header, at once.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="decompression bomb"):
+        serve(tf.constant(bomb_png(30000, 30000)))
+    assert serve(tf.constant(bomb_png(300, 200))).shape == (16, 16, 3)
+    assert int(header_pixels(tf.constant(b"not an image at all"))) == 0
 
 
 @pytest.mark.parametrize("byte_order", ["little", "big"])

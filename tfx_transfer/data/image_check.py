@@ -16,11 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
+from tfx_transfer.data import image_header
 from tfx_transfer.progress import tracked
 
-# Pillow's own decompression-bomb threshold (a 9459 x 9459 image): an
-# 8000 x 8000 photo passes, a PNG that inflates to gigabytes does not.
-MAX_PIXELS = 89_478_485
+# An 8000 x 8000 photo passes, a PNG that inflates to gigabytes does not; the
+# serving function refuses the same (`image_header`).
+MAX_PIXELS = image_header.MAX_PIXELS
 # Which formats each extension promises, for the mismatch note.
 _FORMATS_OF_EXTENSION = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF",
@@ -41,6 +42,8 @@ def check_images(paths, title, max_pixels=MAX_PIXELS):
     Example:
 
     >>> [problem for _, problem, _ in check_images([os.devnull], "Checking:")]
+    Checking:
+    1/1 - ...
     ['empty file']
     """
     if not paths:

@@ -10,6 +10,8 @@ pixels.
 
 import tensorflow as tf
 
+from tfx_transfer.data.image_header import read_integer
+
 ORIENTATION_TAG = 0x0112
 _MAX_ENTRIES = 64
 # Enough for an APP0 segment (at most 64 KiB), the EXIF header and the
@@ -19,11 +21,7 @@ _PADDING = b"\x00" * (16 + 12 * _MAX_ENTRIES)
 
 
 def _integer(buffer, position, dtype, little_endian):
-    """The integer of `dtype` at byte `position` of `buffer`, in either byte order."""
-    raw = tf.strings.substr(buffer, position, dtype.size)
-    little = tf.io.decode_raw(raw, dtype, little_endian=True)[0]
-    big = tf.io.decode_raw(raw, dtype, little_endian=False)[0]
-    return tf.cast(tf.where(little_endian, little, big), tf.int32)
+    return tf.cast(read_integer(buffer, position, dtype, little_endian), tf.int32)
 
 
 def _exif_start(buffer):

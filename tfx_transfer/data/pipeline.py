@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tfx_transfer.data import orientation
+from tfx_transfer.data import image_header, orientation
 
 # Raised whenever `decode_and_resize` gives other pixels for the same bytes
 # (2: EXIF orientation), so cached backbone features of the old pixels are
@@ -16,7 +16,9 @@ def decode_and_resize(image_bytes, image_size):
     JPEG (CMYK too), PNG (16-bit too), BMP, GIF (first frame) and WebP are
     decoded; grey and RGBA images become 3-channel RGB (alpha dropped), and
     a JPEG is turned upright by its EXIF orientation, as photo viewers show
-    it. Only core TensorFlow ops are used, so the same function runs in
+    it. An image whose header promises more than `image_header.MAX_PIXELS`
+    pixels (a decompression bomb) raises InvalidArgumentError before it is
+    decoded. Only core TensorFlow ops are used, so the same function runs in
     tf.data, in eager code and inside an exported serving `tf.function` on
     a scalar string tensor.
 
@@ -35,7 +37,9 @@ def decode_and_resize(image_bytes, image_size):
     image.shape  # TensorShape([224, 224, 3])
     ```
     """
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    # A header promising more than `image_header.MAX_PIXELS` is refused undecoded.
+    image = tf.io.decode_image(image_header.check_pixels(image_bytes), channels=3,
+                               expand_animations=False)
     # decode_image cannot know the rank inside a graph when animations are
     # folded away; resize needs it.
     image.set_shape([None, None, 3])
