@@ -2,9 +2,11 @@
 
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 import numpy as np
 import pytest
@@ -88,3 +90,17 @@ def lite0_classifier(num_classes=3, size=64, model_config=None):
     backbone = backbones.build_backbone(spec, backbones.resolve_weights(spec, "imagenet"), size)
     model = build_image_classifier(spec, backbone, num_classes, model_config or ModelConfig(), size)
     return Classifier(model, backbone, spec.unfreeze_groups)
+
+
+def _png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def bomb_png(width, height):
+    """A valid 1-bit PNG of `width` x `height` black pixels: kilobytes that inflate to gigabytes."""
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (1 + (width + 7) // 8)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", pixels)
+            + _png_chunk(b"IEND", b""))

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+from conftest import bomb_png
 from harness import train_tiny
 from tfx_transfer.config import DataConfig, StageConfig
 from tfx_transfer.data import decode_and_resize, read_image_folder
@@ -33,20 +34,6 @@ def _jpeg(pixels, **options):
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=95, **options)
     return buffer.getvalue()
-
-
-def _png_chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def bomb_png(width, height):
-    """A valid 1-bit PNG of `width` x `height` black pixels: kilobytes that inflate to gigabytes."""
-    packer = zlib.compressobj(9)
-    row = b"\x00" * (1 + (width + 7) // 8)
-    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", pixels)
-            + _png_chunk(b"IEND", b""))
 
 
 def write_odd_images(folder, colour):

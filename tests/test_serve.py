@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import lite0_classifier
+from conftest import bomb_png, lite0_classifier
 from test_export import png_bytes
 from tfx_transfer import export, tasks
 from tfx_transfer.config import DataConfig, RunConfig
@@ -129,6 +129,8 @@ ERRORS = [
      "base64"),
     ("/v1/models/fashion:predict", b'{"instances": [{"b64": "aGVsbG8gd29ybGQ="}]}', 400,
      "image"),
+    ("/v1/models/fashion:predict", b'{"instances": [{"b64": "' + base64.b64encode(
+        bomb_png(30000, 30000)) + b'"}]}', 400, "decompression bomb"),
     ("/v1/models/fashion:predict", b'{"instances": [3.5]}', 400, "expected a string"),
     ("/v1/models/fashion:predict", b'[1, 2]', 400, "JSON object"),
     ("/v1/models/nosuch:predict", b'{"instances": [{"b64": "AAAA"}]}', 404, "nosuch"),
