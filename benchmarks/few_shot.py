@@ -1,0 +1,134 @@
+"""Few-shot baselines on the bundled demos: k labelled examples per class, 5 seeds each.
+
+The columns a few-shot mode (issue 15) must beat, measured the way the
+issue's table was: for k in {4, 8, 16} examples per class, drawn (seeded)
+from the demo's training split, a classifier is fitted and scored on the
+demo's fixed test split; mean and standard deviation over the seeds.
+
+- text (bundled BBC News, 5 topics, long articles) and mentions (bundled
+  WNUT-16 tweets: does the tweet name an entity? 2 classes, 200 test
+  tweets a class; short social-media posts, as the issue's held-out set
+  is): TF-IDF + logistic regression, and logistic regression on the
+  frozen MiniLM-L6 encoder's mean-pooled, L2-normalised embeddings;
+- images (bundled Fashion-MNIST, 10 classes): logistic regression on the
+  frozen EfficientNet-Lite0's average-pooled, L2-normalised features.
+
+With k examples a class there is nothing to hold out, so every fit uses
+scikit-learn's defaults (C=1); the encoders run once over every example
+any seed draws, and the test split.
+
+    python benchmarks/few_shot.py --tasks text,mentions,images --shots 4,8,16 --seeds 5
+"""
+
+import argparse
+import tempfile
+import time
+
+import keras
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import normalize
+
+from tfx_transfer import backbones, bench
+from tfx_transfer.backbones.text import load_text_backbone
+from tfx_transfer.data import (
+    BUNDLED_TEXT_ENCODING,
+    bundled_data_dir,
+    bundled_text_dir,
+    read_image_folder,
+    read_text_data,
+)
+from tfx_transfer.data.pipeline import make_image_dataset
+from tfx_transfer.data.splits import Split
+
+
+def draw(labels, shots, seed):
+    """Indices of `shots` examples of each class, drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    return np.concatenate([rng.choice(np.flatnonzero(labels == c), shots, replace=False)
+                           for c in np.unique(labels)])
+
+
+def text_embeddings(texts, sequence_length=128, batch_size=32):
+    """Mean-pooled, L2-normalised MiniLM-L6 embeddings (sentence-transformers' recipe)."""
+    backbone = load_text_backbone("minilm_l6", "pretrained", sequence_length)
+    rows = []
+    for start in range(0, len(texts), batch_size):
+        features = backbone.preprocessor(texts[start:start + batch_size])
+        hidden = np.asarray(backbone.encoder(features)["sequence_output"])
+        mask = np.asarray(features["padding_mask"], dtype="float32")[..., None]
+        rows.append((hidden * mask).sum(axis=1) / mask.sum(axis=1))
+    return normalize(np.concatenate(rows))
+
+
+def image_features(paths, labels):
+    """Average-pooled, L2-normalised EfficientNet-Lite0 features of image files."""
+    backbone = backbones.prepare_image_backbone("efficientnet_lite0", "imagenet")
+    pixels = keras.Input((backbone.image_size, backbone.image_size, 3))
+    x = backbones.ImagePreprocessing(backbone.spec.preprocessing)(pixels)
+    x = keras.layers.GlobalAveragePooling2D()(backbone.build()(x, training=False))
+    dataset = make_image_dataset(Split(tuple(paths), tuple(labels)), backbone.image_size, 32,
+                                 int(max(labels)) + 1, training=False, cache=False)
+    return normalize(keras.Model(pixels, x).predict(dataset.map(lambda p, y: p), verbose=0))
+
+
+def accuracy(train_x, train_y, test_x, test_y):
+    model = LogisticRegression(max_iter=2000).fit(train_x, train_y)
+    return float(np.mean(model.predict(test_x) == test_y))
+
+
+def run_task(task, shots, seeds):
+    """{method: {k: [accuracy per seed]}} for one demo."""
+    if task == "text":
+        data = read_text_data(bundled_text_dir(), encoding=BUNDLED_TEXT_ENCODING)
+    elif task == "mentions":
+        paths = bench.write_mentions_splits(tempfile.mkdtemp(prefix="few-shot-"),
+                                            {"train": 200, "val": 10, "test": 200})
+        data = read_text_data(paths["train"], val_path=paths["val"], test_path=paths["test"])
+    else:
+        data = read_image_folder(bundled_data_dir())
+    train, test = data.splits["train"], data.splits["test"]
+    draws = {(k, seed): draw(train.labels, k, seed) for k in shots for seed in range(seeds)}
+    used = sorted({int(i) for picked in draws.values() for i in picked})
+    items = [train.items[i] for i in used] + list(test.items)
+    labels = [train.labels[i] for i in used] + list(test.labels)
+    started = time.time()
+    encoded = image_features(items, labels) if task == "images" else text_embeddings(items)
+    print(f"{task}: encoder over {len(items)} examples in {time.time() - started:.0f} s")
+    row_of = {index: row for row, index in enumerate(used)}
+    test_x, test_y = encoded[len(used):], np.asarray(test.labels)
+    results = {}
+    for (k, seed), picked in draws.items():
+        train_y = np.asarray(train.labels)[picked]
+        frozen = accuracy(encoded[[row_of[int(i)] for i in picked]], train_y, test_x, test_y)
+        results.setdefault("frozen encoder + LogReg", {}).setdefault(k, []).append(frozen)
+        if task != "images":
+            vectorizer = TfidfVectorizer(sublinear_tf=True)
+            train_x = vectorizer.fit_transform([train.items[i] for i in picked])
+            tfidf = accuracy(train_x, train_y, vectorizer.transform(test.items), test_y)
+            results.setdefault("TF-IDF + LogReg", {}).setdefault(k, []).append(tfidf)
+    return results, len(test), len(data.class_names)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", default="text,mentions,images")
+    parser.add_argument("--shots", default="4,8,16")
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    shots = [int(k) for k in args.shots.split(",")]
+    for task in args.tasks.split(","):
+        results, test_size, classes = run_task(task, shots, args.seeds)
+        print(f"\n{task}: {classes} classes, {test_size} test examples, {args.seeds} seeds; "
+              "accuracy mean +- sd")
+        print(f"| per class | {' | '.join(results)} |")
+        print("|---|" + "---|" * len(results))
+        for k in shots:
+            cells = [f"{np.mean(v[k]):.3f} +- {np.std(v[k]):.3f}" for v in results.values()]
+            print(f"| {k} | {' | '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    main()
