@@ -42,6 +42,7 @@ from tfx_transfer.data import (
 )
 from tfx_transfer.data.pipeline import make_image_dataset
 from tfx_transfer.data.splits import Split
+from tfx_transfer.few_shot import contrastive_pairs
 
 
 def draw(labels, shots, seed):
@@ -81,15 +82,7 @@ def setfit_embeddings(train_texts, train_labels, texts, seed, sequence_length=12
     mask = keras.ops.expand_dims(keras.ops.cast(inputs["padding_mask"], "float32"), -1)
     pooled = keras.ops.sum(hidden * mask, axis=1) / keras.ops.sum(mask, axis=1)
     embedder = keras.Model(inputs, pooled)
-    labels = np.asarray(train_labels)
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for _ in range(iterations):
-        for i, label in enumerate(labels):
-            same = np.flatnonzero((labels == label) & (np.arange(len(labels)) != i))
-            pairs += [(i, rng.choice(same), 1.0), (i, rng.choice(np.flatnonzero(labels != label)),
-                                                   0.0)]
-    pairs = np.asarray(pairs)[rng.permutation(len(pairs))]
+    pairs = contrastive_pairs(train_labels, rounds=iterations, seed=seed)
     features = {k: tf.convert_to_tensor(v)
                 for k, v in backbone.preprocessor(list(train_texts)).items()}
     optimizer = keras.optimizers.Adam(learning_rate)
