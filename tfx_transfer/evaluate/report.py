@@ -132,7 +132,7 @@ def _interval(interval):
 def converted_line(data_report):
     """One line naming the odd image formats a run converted, and how many of each."""
     kinds = ", ".join(f"{count} {kind}" for kind, count in data_report["converted"].items())
-    return (f"  converted {data_report['num_converted']} odd-format image(s): {kinds} "
+    return (f"converted {data_report['num_converted']} odd-format image(s): {kinds} "
             "(each file in data_report.json)")
 
 
@@ -146,7 +146,7 @@ def format_report(header, data_report, stage_results, body):
     for location, reason in data_report.get("skipped", [])[:20]:
         lines.append(f"  skipped {location}: {reason}")
     if data_report.get("num_converted"):
-        lines.append(converted_line(data_report))
+        lines.append("  " + converted_line(data_report))
     lines.append("")
     lines.append("Stages:")
     for result in stage_results:

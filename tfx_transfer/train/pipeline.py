@@ -247,8 +247,6 @@ def remove_checkpoints(run_dir):
     weights, which a resume of the finished run loads, and `saved_model/`
     is what evaluating and serving read. `stages.json` and the logs stay.
     """
-    for path in sorted((run_dir / "checkpoints").glob("*.weights.h5")):
-        path.unlink()
     for folder in (run_dir / "checkpoints", run_dir / "backup"):
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -353,7 +351,7 @@ def write_data_report(run_dir, data, datasets):
         text += f"\nSkipped {len(skipped)} unreadable example(s); see {DATA_REPORT_FILE}:"
         text += "".join(f"\n  {location}: {reason}" for location, reason in skipped[:10])
     if report.get("num_converted"):
-        line = evaluate.converted_line(report).strip()
+        line = evaluate.converted_line(report)
         text += "\n" + line[0].upper() + line[1:]
     cut = datasets.report.get("tokenization", {})
     if any(cut.get("truncated_words", {}).values()):
