@@ -42,7 +42,17 @@ from tfx_transfer.data import (
 )
 from tfx_transfer.data.pipeline import make_image_dataset
 from tfx_transfer.data.splits import Split
-from tfx_transfer.few_shot import contrastive_pairs
+from tfx_transfer import probe
+from tfx_transfer.contrastive import (
+    BATCH_PAIRS,
+    MAX_PAIRS,
+    contrastive_pairs,
+    fit_contrastive,
+    sentence_embedder,
+)
+from tfx_transfer.optimizers import build_optimizer
+from tfx_transfer.tasks.defaults import DEFAULTS
+from tfx_transfer.unfreezing import set_trainable_blocks
 
 
 def draw(labels, shots, seed):
@@ -65,47 +75,26 @@ def text_embeddings(texts, sequence_length=128, batch_size=32):
     return normalize(np.concatenate(rows))
 
 
-def setfit_embeddings(train_texts, train_labels, texts, seed, sequence_length=128,
-                      iterations=20, learning_rate=2e-5, batch_size=16):
-    """Embeddings of `texts` by MiniLM-L6 after SetFit's contrastive fine-tune on the k shots.
+def setfit_embeddings(train_texts, train_labels, texts, seed, sequence_length=128):
+    """Embeddings of `texts` by MiniLM-L6 after the few-shot mode's contrastive stage.
 
-    SetFit's recipe (Tunstall et al. 2022, its library's defaults): for each
-    training example and each of `iterations` rounds, one pair with an
-    example of its own class (target cosine 1) and one with another class
-    (target 0); one epoch of the encoder, mean-pooled, on the squared error
-    of the pairs' cosine similarity; then the embeddings, L2-normalised.
+    The product's stage (`tfx_transfer.contrastive`, the text task's
+    few-shot plan: SetFit's pairs and loss, one pass at 2e-5), run on the
+    k shots; returns the mean-pooled embeddings, not normalised.
     """
     keras.utils.set_random_seed(seed)
     backbone = load_text_backbone("minilm_l6", "pretrained", sequence_length)
-    inputs = backbone.encoder_inputs()
-    hidden = backbone.encoder(inputs)["sequence_output"]
-    mask = keras.ops.expand_dims(keras.ops.cast(inputs["padding_mask"], "float32"), -1)
-    pooled = keras.ops.sum(hidden * mask, axis=1) / keras.ops.sum(mask, axis=1)
-    embedder = keras.Model(inputs, pooled)
-    pairs = contrastive_pairs(train_labels, rounds=iterations, seed=seed)
-    features = {k: tf.convert_to_tensor(v)
-                for k, v in backbone.preprocessor(list(train_texts)).items()}
-    optimizer = keras.optimizers.Adam(learning_rate)
-    # The [CLS] pooler is not part of a mean-pooled embedding.
-    variables = [v for v in embedder.trainable_variables if "pooled_dense" not in v.path]
-
-    @tf.function
-    def step(first, second, target):
-        with tf.GradientTape() as tape:
-            a, b = (tf.math.l2_normalize(embedder({k: tf.gather(v, index) for k, v in
-                                                   features.items()}, training=True), axis=-1)
-                    for index in (first, second))
-            loss = tf.reduce_mean(tf.square(tf.reduce_sum(a * b, axis=-1) - target))
-        optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
-
-    for start in range(0, len(pairs), batch_size):
-        batch = pairs[start:start + batch_size]
-        step(batch[:, 0].astype("int32"), batch[:, 1].astype("int32"),
-             batch[:, 2].astype("float32"))
+    stage = DEFAULTS["text"].few_shot_stages[0]
+    set_trainable_blocks(backbone.encoder, backbone.unfreeze_groups, stage.unfreeze)
+    features = {k: np.asarray(v) for k, v in backbone.preprocessor(list(train_texts)).items()}
+    pairs = contrastive_pairs(train_labels, seed=seed, max_pairs=MAX_PAIRS)
+    optimizer = build_optimizer(stage, -(-len(pairs) // BATCH_PAIRS))
+    fit_contrastive(backbone.encoder, features, train_labels, pairs, optimizer, stage.epochs,
+                    seed=seed)
+    embedder = sentence_embedder(backbone.encoder)
     rows = [embedder(backbone.preprocessor(list(texts[i:i + 32])), training=False)
             for i in range(0, len(texts), 32)]
-    return normalize(np.concatenate([np.asarray(r) for r in rows]))
+    return np.concatenate([np.asarray(r) for r in rows])
 
 
 def image_features(paths, labels):
@@ -124,7 +113,7 @@ def accuracy(train_x, train_y, test_x, test_y):
     return float(np.mean(model.predict(test_x) == test_y))
 
 
-def run_task(task, shots, seeds, setfit=False):
+def run_task(task, shots, seeds, setfit=False, save=None):
     """{method: {k: [accuracy per seed]}} for one demo."""
     if task == "text":
         data = read_text_data(bundled_text_dir(), encoding=BUNDLED_TEXT_ENCODING)
@@ -157,9 +146,19 @@ def run_task(task, shots, seeds, setfit=False):
         if setfit and task != "images":
             texts = [train.items[i] for i in picked]
             tuned = setfit_embeddings(texts, train_y, texts + list(test.items), seed)
-            score = accuracy(tuned[:len(texts)], train_y, tuned[len(texts):], test_y)
+            if save:
+                np.savez(f"{save}/{task}-{k}-{seed}.npz", embeddings=tuned, train_y=train_y,
+                         test_y=test_y)
+            unit = normalize(tuned)
+            score = accuracy(unit[:len(texts)], train_y, unit[len(texts):], test_y)
             results.setdefault("SetFit + LogReg", {}).setdefault(k, []).append(score)
-            print(f"{task}: SetFit, {k} per class, seed {seed}: {score:.3f}", flush=True)
+            # The few-shot mode's head: standardised, C by cross-validation.
+            fit = probe.fit_probe((tuned[:len(texts)], train_y), (tuned[:0], train_y[:0]),
+                                  len(data.class_names))
+            mode = float(np.mean(fit.probabilities(tuned[len(texts):]).argmax(1) == test_y))
+            results.setdefault("few-shot mode", {}).setdefault(k, []).append(mode)
+            print(f"{task}: SetFit, {k} per class, seed {seed}: {score:.3f} (C=1 on unit "
+                  f"vectors), {mode:.3f} (the mode's head, C={fit.C:g})", flush=True)
     return results, len(test), len(data.class_names)
 
 
@@ -170,10 +169,11 @@ def main():
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--setfit", action="store_true",
                         help="text: also SetFit's contrastive fine-tune (a minute a seed)")
+    parser.add_argument("--save", help="a folder: keep the tuned embeddings, one .npz a draw")
     args = parser.parse_args()
     shots = [int(k) for k in args.shots.split(",")]
     for task in args.tasks.split(","):
-        results, test_size, classes = run_task(task, shots, args.seeds, args.setfit)
+        results, test_size, classes = run_task(task, shots, args.seeds, args.setfit, args.save)
         print(f"\n{task}: {classes} classes, {test_size} test examples, {args.seeds} seeds; "
               "accuracy mean +- sd")
         print(f"| per class | {' | '.join(results)} |")

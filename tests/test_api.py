@@ -5,7 +5,7 @@ import doctest
 import pytest
 
 import tfx_transfer
-from tfx_transfer import api, cli_errors, few_shot, progress
+from tfx_transfer import api, cli_errors, contrastive, progress
 from tfx_transfer.data import image_check, image_header, orientation, tfds_source
 
 
@@ -20,7 +20,7 @@ def globs(colour_folder, tmp_path_factory):
 
 
 @pytest.mark.parametrize("module", [api, cli_errors, progress, tfds_source, image_check,
-                                    image_header, orientation, few_shot])
+                                    image_header, orientation, contrastive])
 def test_the_docstring_examples_run(module, globs):
     failures, tried = doctest.testmod(
         module, extraglobs=globs, optionflags=doctest.ELLIPSIS, verbose=False)

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from tfx_transfer import cli, tasks
-from tfx_transfer.config import DataConfig, RunConfig, check_fractions
+from tfx_transfer.config import DataConfig, RunConfig, StageConfig, check_fractions
 from tfx_transfer.config_files import load_config, save_config
 from tfx_transfer.tasks.defaults import DEFAULTS
 
@@ -156,3 +156,16 @@ def test_config_objects_are_never_mutated():
     config = RunConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.task = "text"
+
+
+def test_a_contrastive_stage_must_tune_the_encoder_and_few_shot_round_trips(tmp_path):
+    with pytest.raises(ValueError, match="loss"):
+        StageConfig("a", 1, 1e-3, 1, loss="triplet")
+    with pytest.raises(ValueError, match="needs unfreeze > 0"):
+        StageConfig("a", 0, 1e-3, 1, loss="contrastive")
+    with pytest.raises(ValueError, match="optimizer adam or adamw"):
+        StageConfig("a", 2, 1e-3, 1, loss="contrastive", optimizer="lbfgs")
+    config = RunConfig(task="text", few_shot=True,
+                       stages=(StageConfig("pairs", 7, 2e-5, 1, loss="contrastive"),))
+    save_config(config, tmp_path / "run.yaml")
+    assert load_config(tmp_path / "run.yaml") == config

@@ -79,3 +79,31 @@ def test_tfidf_baseline_learns_words_and_most_frequent_tag_baseline_counts():
          (["Paris", "again"], ["B-loc", "O"])],
         [["Paris", "Hilton", "unseen"]])
     assert tags.predictions == [["B-loc", "I-per", "O"]]
+
+
+def test_without_validation_C_is_chosen_by_stratified_cross_validation(digits):
+    (x, y), _, (x_test, y_test) = digits
+    few = np.concatenate([np.flatnonzero(y == c)[:8] for c in range(10)])  # 8 a class
+    empty = (x[:0], y[:0])
+    fit = probe.fit_probe((x[few], y[few]), empty, 10)
+    assert fit.folds == 5 and fit.held_out_correct.shape == (80,)
+    assert fit.C == min(fit.scores, key=lambda c: fit.scores[c]["val_loss"])
+    # The out-of-fold rows are the chosen C's own: their mean is its score.
+    assert fit.held_out_correct.mean() == pytest.approx(fit.scores[fit.C]["val_accuracy"])
+    assert 0 < fit.scores[fit.C]["fold_accuracy_sd"] < 0.2
+    # A score of the rows held out, not of the rows fitted: below the final fit's own.
+    own = np.mean(fit.probabilities(x[few]).argmax(1) == y[few])
+    assert fit.scores[fit.C]["val_accuracy"] < own
+    assert np.mean(fit.probabilities(x_test).argmax(1) == y_test) > 0.8
+    # Folds follow the smallest class: 3 examples, 3 folds.
+    three = np.concatenate([np.flatnonzero(y == c)[:3] for c in range(10)])
+    assert probe.fit_probe((x[three], y[three]), empty, 10).folds == 3
+
+
+def test_the_tfidf_baseline_cross_validates_without_validation():
+    texts = [f"{word} {n}" for word in ("refund", "parcel", "thanks") for n in range(6)]
+    labels = np.repeat([0, 1, 2], 6)
+    baseline = baselines.tfidf_logistic_regression((texts, labels), ([], []),
+                                                   ["refund 99", "parcel 99"])
+    assert "5-fold cross-validation" in baseline.details
+    assert list(baseline.predictions) == [0, 1]

@@ -55,6 +55,7 @@ _FIELD_FLAGS = {
     "refit_head": "refit_head",
     "deterministic": "deterministic",
     "keep_checkpoints": "keep_checkpoints",
+    "few_shot": "few_shot",
     "strategy": "strategy",
     "tpu": "tpu",
     "text_column": "data.text_column",
@@ -328,6 +329,10 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
               help="Keep each stage's checkpoint and the epoch backups once the run has "
                    "finished; by default they are removed. "
                    + _field_default("keep_checkpoints"))
+@click.option("--few-shot/--no-few-shot", default=None,
+              help="Few-shot mode: no validation split, the task's few-shot plan (text: "
+                   "SetFit's contrastive stage, then the head), the head's L2 by "
+                   "cross-validation. [default: on below 16 training examples a class]")
 @click.option("--strategy", type=click.Choice(STRATEGIES),
               help="tf.distribute strategy; auto: a TPU if one is named (--tpu, TPU_NAME, "
                    "COLAB_TPU_ADDR), multi-worker if TF_CONFIG names several workers, "

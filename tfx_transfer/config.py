@@ -11,48 +11,16 @@ Config objects are never mutated; derived configs are new objects.
 
 import dataclasses
 
-from tfx_transfer.config_types import check_fields
+from tfx_transfer.config_types import check_fields, check_fractions  # noqa: F401
 
 # `RunConfig.mixed_precision` values; `tfx_transfer.precision` maps them to policies.
 MIXED_PRECISION = ("off", "float16", "bfloat16")
 # `StageConfig.optimizer` values; `tfx_transfer.stages` builds them.
 OPTIMIZERS = ("adam", "adamw", "lbfgs")
+# `StageConfig.loss` values: the task's loss on labels, or SetFit's pairs.
+STAGE_LOSSES = ("labels", "contrastive")
 # `RunConfig.strategy` values; `tfx_transfer.distribute` creates them.
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
-
-
-def check_fractions(val_fraction, test_fraction, allow_empty=False, prefix=""):
-    """Raises a ValueError unless the held-out fractions leave data to train on.
-
-    One rule for every reader and for the run config. A run needs a
-    validation split (early stopping, stage selection) and a test split
-    (the report), so its fractions lie in (0, 1); a reader may also be
-    asked for an empty split (`allow_empty`, [0, 1)).
-
-    Args:
-        val_fraction: float. Share held out for validation.
-        test_fraction: float. Share held out for the test report.
-        allow_empty: bool. Accept 0, which leaves that split empty.
-        prefix: str. Put before the field names in the message ("data.").
-
-    Example:
-
-    >>> check_fractions(0.15, 0.15)
-    >>> check_fractions(0.0, 0.1, allow_empty=True)
-    """
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        low_ok = value >= 0 if allow_empty else value > 0
-        if not (low_ok and value < 1):
-            interval = "[0, 1)" if allow_empty else "(0, 1)"
-            raise ValueError(
-                f"`{prefix}{name}` must be in {interval}. Received: {name}={value}"
-            )
-    if val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"`{prefix}val_fraction + {prefix}test_fraction` must be below 1 to "
-            f"leave examples to train on. Received: val_fraction={val_fraction}, "
-            f"test_fraction={test_fraction}"
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +177,11 @@ class StageConfig:
         warmup_fraction: float. Share of the stage's steps spent warming up
             (adamw only).
         weight_decay: float. Decoupled weight decay (adamw only).
+        loss: str. "labels", the task's loss on the labels; or, for text,
+            "contrastive": SetFit's few-shot stage, which tunes the encoder
+            (not the head) on pairs of training examples, pulling a class
+            together (`tfx_transfer.contrastive`); `epochs` passes over
+            the pairs.
     """
 
     name: str
@@ -219,9 +192,15 @@ class StageConfig:
     optimizer: str = "adam"
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
+    loss: str = "labels"
 
     def __post_init__(self):
         problems = (
+            (self.loss not in STAGE_LOSSES,
+             f"`loss` must be one of {STAGE_LOSSES}. Received: loss={self.loss!r}"),
+            (self.loss == "contrastive" and (self.unfreeze == 0 or self.optimizer == "lbfgs"),
+             "a contrastive stage tunes the encoder: it needs unfreeze > 0 and optimizer "
+             f"adam or adamw. Received: unfreeze={self.unfreeze}, optimizer={self.optimizer!r}"),
             (self.optimizer not in OPTIMIZERS,
              f"`optimizer` must be one of {OPTIMIZERS}. Received: optimizer={self.optimizer!r}"),
             (self.optimizer == "lbfgs" and self.unfreeze,
@@ -268,6 +247,10 @@ class RunConfig:
             once more on train + val features at the C validation chose.
         deterministic: bool. Seeded runs give identical weights: op
             determinism and sequential augmentation (slower).
+        few_shot: bool or None. Few-shot mode (`tfx_transfer.few_shot`):
+            no validation split, the task's few-shot plan, settings chosen
+            by cross-validation. None turns it on below 16 training
+            examples a class.
         keep_checkpoints: bool. Keep every stage's checkpoint and the
             epoch backups once the run has finished; by default only what
             resuming, evaluating and serving need is kept.
@@ -295,6 +278,7 @@ class RunConfig:
     refit_head: bool = True
     deterministic: bool = False
     keep_checkpoints: bool = False
+    few_shot: bool | None = None
     strategy: str = "auto"
     tpu: str | None = None
     data: DataConfig = DataConfig()

@@ -63,3 +63,37 @@ def check_fields(cls, values, source, skip=()):
         if expected:
             raise ValueError(f"{source}: `{name}` must be {expected}. "
                              f"Received: {name}={value!r}")
+
+
+def check_fractions(val_fraction, test_fraction, allow_empty=False, prefix=""):
+    """Raises a ValueError unless the held-out fractions leave data to train on.
+
+    One rule for every reader and for the run config. A run needs a
+    validation split (early stopping, stage selection) and a test split
+    (the report), so its fractions lie in (0, 1); a reader may also be
+    asked for an empty split (`allow_empty`, [0, 1)).
+
+    Args:
+        val_fraction: float. Share held out for validation.
+        test_fraction: float. Share held out for the test report.
+        allow_empty: bool. Accept 0, which leaves that split empty.
+        prefix: str. Put before the field names in the message ("data.").
+
+    Example:
+
+    >>> check_fractions(0.15, 0.15)
+    >>> check_fractions(0.0, 0.1, allow_empty=True)
+    """
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        low_ok = value >= 0 if allow_empty else value > 0
+        if not (low_ok and value < 1):
+            interval = "[0, 1)" if allow_empty else "(0, 1)"
+            raise ValueError(
+                f"`{prefix}{name}` must be in {interval}. Received: {name}={value}"
+            )
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"`{prefix}val_fraction + {prefix}test_fraction` must be below 1 to "
+            f"leave examples to train on. Received: val_fraction={val_fraction}, "
+            f"test_fraction={test_fraction}"
+        )

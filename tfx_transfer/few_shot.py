@@ -1,63 +1,108 @@
-"""Few-shot learning: the training pairs of SetFit's contrastive stage.
+"""Few-shot mode: what a run changes when it has a handful of labelled examples a class.
 
-With a handful of labelled examples a class, SetFit (Tunstall et al.,
-2022) first fine-tunes the sentence encoder on pairs of them, pulling
-examples of a class together and pushing other classes apart, then fits
-the classification head on the new embeddings. `contrastive_pairs` draws
-those pairs; `benchmarks/few_shot.py` measures the recipe.
+Below `THRESHOLD` training examples a class on average (counting the
+validation split the run would carve), or when asked (`--few-shot`):
+
+- no validation split is carved; its examples train too. Four held-out
+  posts score a model to within +-0.5, and they are a sixth of the data;
+- the task's few-shot plan replaces its default one (text: SetFit's
+  contrastive stage, `tfx_transfer.contrastive`, then the L-BFGS head;
+  images: the L-BFGS head on augmented views of each image);
+- the head's L2 strength is chosen by k-fold cross-validation over the
+  training examples (`tfx_transfer.probe`), and the report gives that
+  score and its spread over the folds beside the test score;
+- a batch larger than the training set is cut to it.
+
+The decision is written to `config.yaml` (`few_shot: true`, the plan), so
+a resumed run makes the same one, and to `data_report.json`,
+`metrics.json` and `report.txt` ("few_shot").
 """
 
-import numpy as np
+import dataclasses
+
+from tfx_transfer.data.splits import Split, sorted_split
+
+THRESHOLD = 16
 
 
-def contrastive_pairs(labels, rounds=20, seed=0, max_pairs=None):
-    """Draws SetFit's pairs: per example and round, one partner of its class and one of another.
-
-    Every example with a classmate takes part in every round, so the pairs
-    are balanced: exactly half share a class (target 1.0), half do not
-    (target 0.0). An example alone in its class has no positive partner
-    and sits out, so that the balance holds.
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """Whether a run is in few-shot mode, and why.
 
     Args:
-        labels: sequence of int. Each training example's class.
-        rounds: int. Pairs drawn per example and per target (SetFit's
-            `num_iterations`).
-        seed: int. The same seed gives the same pairs.
-        max_pairs: int or None. A bound on the count (kept balanced), for
-            larger training sets where `2 * rounds * N` would be too many.
+        on: bool.
+        per_class: float. Training examples a class (with the validation
+            split the run would carve).
+        reason: str. One sentence for the log and the report.
+    """
+
+    on: bool
+    per_class: float
+    reason: str
+
+    def report(self):
+        """The JSON-able entry of `data_report.json` and `metrics.json`."""
+        return {"on": self.on, "per_class": round(self.per_class, 2),
+                "threshold": THRESHOLD, "reason": self.reason}
+
+
+def apply(config, data, defaults, unfreeze_groups):
+    """Decides few-shot mode; returns the run's config and data as the mode has them.
+
+    Args:
+        config: `tfx_transfer.config.RunConfig`, resolved. Its `few_shot`:
+            True forces the mode, False turns it off, None decides by
+            `THRESHOLD`.
+        data: the task's data (`LabelledData`), as read.
+        defaults: the task's `TaskDefaults`, for its plans.
+        unfreeze_groups: the backbone's blocks; a plan asks for no more.
 
     Returns:
-        A float32 array of shape `[P, 3]`: first index, second index and
-        target cosine similarity, shuffled.
+        A tuple (config, data, `Decision`). In the mode, config has
+        `few_shot=True` and the few-shot plan, and data no carved
+        validation split.
 
     Raises:
-        ValueError: fewer than two classes, or no class with two examples.
+        ValueError: `few_shot=True` for a task without the mode (tokens).
 
     Example:
 
-    >>> pairs = contrastive_pairs([0, 0, 1, 1], rounds=2, seed=0)
-    >>> pairs.shape, float(pairs[:, 2].mean())
-    ((16, 3), 0.5)
+    >>> config, data, decision = apply(config, data, DEFAULTS["text"], groups)
+    >>> decision.reason
+    'Few-shot mode: 8.0 training examples a class (below 16) ...'
     """
-    labels = np.asarray(labels)
-    classes = np.unique(labels)
-    if len(classes) < 2:
-        raise ValueError(f"Contrastive pairs need at least 2 classes. Received: {classes.tolist()}")
-    index = np.arange(len(labels))
-    members = {c: index[labels == c] for c in classes}
-    anchors = [i for i in index if len(members[labels[i]]) > 1]
-    if not anchors:
-        raise ValueError("Contrastive pairs need a class with at least 2 examples.")
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for _ in range(rounds):
-        for i in anchors:
-            same = members[labels[i]]
-            pairs.append((i, rng.choice(same[same != i]), 1.0))
-            pairs.append((i, rng.choice(index[labels != labels[i]]), 0.0))
-    pairs = np.asarray(pairs, dtype="float32")
-    if max_pairs is not None and len(pairs) > max_pairs:
-        # Whole (positive, negative) couples, so the bound keeps the balance.
-        keep = rng.choice(len(pairs) // 2, max_pairs // 2, replace=False)
-        pairs = pairs.reshape(-1, 2, 3)[np.sort(keep)].reshape(-1, 3)
-    return pairs[rng.permutation(len(pairs))]
+    # Drawn from the training data, not read from a file the user gave.
+    carved = "val" in data.carved_splits or data.split_source == "seeded split"
+    count = len(data.splits["train"]) + (len(data.splits["val"]) if carved else 0)
+    per_class = count / data.num_classes
+    plan = defaults.few_shot_stages
+    if plan is None and config.few_shot:
+        raise ValueError(f"Task {config.task!r} has no few-shot mode; leave --few-shot out.")
+    if plan is None or (config.few_shot is None and per_class >= THRESHOLD):
+        return config, data, Decision(False, per_class, "")
+    if config.few_shot is False or (config.few_shot is None and config.stages != defaults.stages):
+        why = ("off (--no-few-shot)" if config.few_shot is False else
+               "not applied: the stage plan was given (--few-shot applies its own)")
+        return config, data, Decision(
+            False, per_class, f"Few-shot mode {why}; {per_class:.1f} training examples a class.")
+    given = config.stages if any(s.loss == "contrastive" for s in config.stages) else plan
+    stages = tuple(dataclasses.replace(s, unfreeze=min(s.unfreeze, len(unfreeze_groups)))
+                   for s in given)
+    if carved:
+        train, val = data.splits["train"], data.splits["val"]
+        merged = sorted_split(list(train.items) + list(val.items),
+                              list(train.labels) + list(val.labels))
+        data = dataclasses.replace(
+            data, splits={**data.splits, "train": merged, "val": Split()},
+            carved_splits=tuple(name for name in data.carved_splits if name != "val"))
+    batch_size = min(config.data.batch_size, len(data.splits["train"]))
+    config = dataclasses.replace(config, few_shot=True, stages=stages,
+                                 data=dataclasses.replace(config.data, batch_size=batch_size))
+    why = (f"below {THRESHOLD}" if per_class < THRESHOLD else "asked for with --few-shot")
+    validation = ("no validation split: its examples train too, and the head's L2 strength is "
+                  "chosen by cross-validation over the training examples" if carved else
+                  "the given validation split chooses the head's L2 strength")
+    reason = (f"Few-shot mode: {per_class:.1f} training examples a class ({why}); "
+              f"{validation}; plan: {' then '.join(s.name for s in stages)}. "
+              "--no-few-shot turns it off.")
+    return config, data, Decision(True, per_class, reason)

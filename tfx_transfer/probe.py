@@ -19,10 +19,12 @@ import dataclasses
 import warnings
 
 import numpy as np
-from sklearn import exceptions, linear_model
+from sklearn import exceptions, linear_model, model_selection
 
 # Inverse L2 strengths tried; 1/C is the penalty per standardised feature.
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+# Folds of the cross-validation that replaces an empty validation split.
+MAX_FOLDS = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +37,13 @@ class ProbeFit:
         kernel: float32 array `[dim, num_classes]`, on standardised features.
         bias: float32 array `[num_classes]`.
         C: float. The chosen inverse L2 strength.
-        scores: dict. C -> {"val_loss", "val_accuracy"} for every C tried.
+        scores: dict. C -> {"val_loss", "val_accuracy"} for every C tried
+            (cross-validated: also "fold_accuracy_sd").
+        folds: int. Folds of the cross-validation that chose C; 0 when a
+            validation split did.
+        held_out_correct: float array `[N]` or None. Cross-validated: 1.0
+            where the chosen C's out-of-fold prediction of a training row
+            was right.
     """
 
     mean: np.ndarray
@@ -44,6 +52,8 @@ class ProbeFit:
     bias: np.ndarray
     C: float
     scores: dict
+    folds: int = 0
+    held_out_correct: np.ndarray | None = None
 
     def probabilities(self, features):
         """Softmax of the head's logits on raw features `[N, dim]`."""
@@ -57,9 +67,14 @@ class ProbeFit:
 def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=300):
     """Fits a softmax head on features, choosing its L2 strength on validation.
 
+    With an empty validation split (few-shot mode) C is chosen by stratified
+    k-fold cross-validation over the training rows instead: on a handful
+    of examples a held-out split would be noise, and it would cost
+    training examples.
+
     Args:
         train: tuple (features `[N, dim]`, int labels `[N]`).
-        val: tuple (features `[M, dim]`, int labels `[M]`).
+        val: tuple (features `[M, dim]`, int labels `[M]`); M may be 0.
         num_classes: int. Width of the head; classes missing from `train`
             get a bias of -30 (never predicted).
         class_weight: dict or None. Class id -> loss weight.
@@ -79,6 +94,8 @@ def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=
     mean, scale = standardization(x)
     z = (x - mean) / scale
     present = np.unique(y)
+    if len(y_val) == 0:
+        return _cross_validated(z, y, (mean, scale), num_classes, class_weight, grid, max_iter)
     scores, best = {}, None
     for c in grid:
         model = _fit(z, y, c, class_weight, max_iter)
@@ -92,6 +109,44 @@ def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=
         if best is None or loss < scores[best.C]["val_loss"]:
             best = fit
     return dataclasses.replace(best, scores=scores)
+
+
+def _cross_validated(z, y, standard, num_classes, class_weight, grid, max_iter):
+    """`fit_probe` without validation: C by k-fold log-loss, then a fit on every row.
+
+    The rows were standardised with every training row's statistics; the
+    small leak into each held-out fold is the same for every C compared.
+    """
+    counts = np.bincount(y)
+    folds = int(np.clip(counts[counts > 0].min(), 2, MAX_FOLDS))
+    if counts.max() < folds or len(y) < 2 * folds:
+        raise ValueError(f"Cross-validating the head needs at least {folds} training examples "
+                         f"of a class; the largest class has {counts.max()}.")
+    splitter = model_selection.StratifiedKFold(folds, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        # A class of one example sits in one fold; sklearn warns, and copes.
+        warnings.simplefilter("ignore", UserWarning)
+        parts = list(splitter.split(z, y))
+    scores, best, best_correct = {}, None, None
+    for c in grid:
+        probabilities = np.zeros((len(y), num_classes))
+        for train_rows, held_out in parts:
+            model = _fit(z[train_rows], y[train_rows], c, class_weight, max_iter)
+            kernel, bias = _dense_weights(model, np.unique(y[train_rows]), num_classes)
+            fold = ProbeFit(np.zeros(z.shape[1]), np.ones(z.shape[1]), kernel, bias, c, {})
+            probabilities[held_out] = fold.probabilities(z[held_out])
+        correct = (probabilities.argmax(1) == y).astype(np.float32)
+        scores[c] = {
+            "val_loss": float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y)), y],
+                                                      1e-12, 1)))),
+            "val_accuracy": float(correct.mean()),
+            "fold_accuracy_sd": float(np.std([correct[rows].mean() for _, rows in parts])),
+        }
+        if best is None or scores[c]["val_loss"] < scores[best]["val_loss"]:
+            best, best_correct = c, correct
+    kernel, bias = _dense_weights(_fit(z, y, best, class_weight, max_iter), np.unique(y),
+                                  num_classes)
+    return ProbeFit(*standard, kernel, bias, best, scores, folds, best_correct)
 
 
 def standardization(features, floor=0.1):

@@ -24,7 +24,7 @@ import numpy as np
 from tfx_transfer.files import write_atomic
 
 
-def stage_callbacks(stage, run_dir, verbose, backup=True):
+def stage_callbacks(stage, run_dir, verbose, backup=True, early_stopping=True):
     """The callbacks a stage's `fit` runs with, in the order they must run.
 
     Args:
@@ -32,6 +32,9 @@ def stage_callbacks(stage, run_dir, verbose, backup=True):
         run_dir: Path. Checkpoints, logs and backups go under it.
         verbose: int. Keras verbosity for early stopping's messages.
         backup: bool. Back the stage up every epoch so that it can resume.
+        early_stopping: bool. Stop on, and checkpoint, the best validation
+            accuracy; a stage without validation (contrastive) runs its
+            epochs.
 
     Returns:
         A list of `keras.callbacks.Callback`.
@@ -54,9 +57,9 @@ def stage_callbacks(stage, run_dir, verbose, backup=True):
         *(resume if backup else []),
         # After the restore, before CSVLogger appends.
         TrimLog(csv_log, backup_dir / "training_metadata.json"),
-        ResumableEarlyStopping(
+        *([ResumableEarlyStopping(
             csv_log, checkpoints / f"{stage.name}.weights.h5", backup_dir,
-            patience=stage.patience, verbose=verbose),
+            patience=stage.patience, verbose=verbose)] if early_stopping else []),
         # The graph costs a second per stage to write and shows little.
         keras.callbacks.TensorBoard(log_dir=str(logs / stage.name), write_graph=False),
         keras.callbacks.CSVLogger(str(csv_log), append=True),

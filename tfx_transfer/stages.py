@@ -20,15 +20,18 @@ finished stage (and mid-stage, from Keras' `BackupAndRestore`).
 
 import dataclasses
 import json
+import math
+import shutil
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from tfx_transfer import features, optimizers, probe, selection
+from tfx_transfer import contrastive, features, optimizers, probe, selection
 from tfx_transfer.progress import say, step
 from tfx_transfer.stage_callbacks import (
+    NonFiniteLoss,
     fit_guarded,
     logged_history,
     save_weights_atomic,
@@ -55,7 +58,9 @@ class StageResult:
         learning_rate: float. Its learning rate.
         trainable_weights: int. Number of trainable weight tensors.
         epochs_run: int. Epochs actually run (early stopping may cut them).
-        val_accuracy: float. Validation accuracy of its best epoch.
+        val_accuracy: float or None. Validation accuracy of its best epoch
+            (cross-validated, for a head chosen so); None for a stage that
+            has none (contrastive).
         kept: bool. Whether its weights were kept: it beat the kept stage
             before it beyond the noise (`tfx_transfer.selection`).
         history: dict. Per-epoch metrics from `fit` (an "lbfgs" stage: its
@@ -127,6 +132,7 @@ class _Fitting:
     jit_compile: bool
     verbose: int
     callbacks: tuple
+    seed: int = 0
 
 
 def run_stages(
@@ -143,6 +149,7 @@ def run_stages(
     verbose=2,
     refit=False,
     finished_weights=None,
+    seed=0,
 ):
     """Runs the staged plan on a classifier, resuming from `run_dir` if it can.
 
@@ -169,6 +176,7 @@ def run_stages(
         finished_weights: str, Path or None. Where a finished run keeps
             its model (`model.keras`), read on resume when the checkpoints
             were removed once it finished.
+        seed: int. Draws a contrastive stage's pairs.
 
     Returns:
         A list of `StageResult`, one per stage, in order. On return the
@@ -183,7 +191,7 @@ def run_stages(
     """
     run_dir = Path(run_dir)
     model = classifier.model
-    fitting = _Fitting(run_dir, objective, jit_compile, verbose, tuple(callbacks))
+    fitting = _Fitting(run_dir, objective, jit_compile, verbose, tuple(callbacks), seed)
     done = _read_state(run_dir)
     kept_path = run_dir / "checkpoints" / KEPT_WEIGHTS
     kept_path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +210,14 @@ def run_stages(
         if stage.name in done:
             result = done[stage.name]
             say(f"Stage '{stage.name}' already finished; resuming after it.")
+        elif stage.loss == "contrastive":
+            with step(f"stage {stage.name}"):
+                result = _run_contrastive_stage(classifier, stage, train_data, fitting)
+            if result.kept:
+                save_weights_atomic(model, kept_path)
+                cached = None  # The encoder changed: its features are stale.
+            else:
+                model.set_weights(kept_weights)
         else:
             target, train, val = model, train_data, val_data
             on_features = stage.unfreeze == 0 and caching is not None
@@ -235,9 +251,13 @@ def run_stages(
         results.append(result)
         _write_state(run_dir, results)
         if result.kept:
-            best = result
+            # A contrastive stage has no validation score: the stage after
+            # it, the head on the new embeddings, is judged as a first one.
+            best, best_correct = (None, None) if stage.loss == "contrastive" else (
+                result, best_correct)
             kept_weights = model.get_weights()
-    if refit and best is not None and "C" in best.settings and not best.settings.get("refit"):
+    if (refit and best is not None and "C" in best.settings and "folds" not in best.settings
+            and not best.settings.get("refit")):
         with step(f"stage {best.name}"):
             cached = cached or features.cached_head(model, train_data, val_data, caching)
             results[results.index(best)] = _refit_probe(cached, best, objective.class_weight)
@@ -277,10 +297,15 @@ def _fit_probe_stage(head, cached, stage, fitting):
     started = time.time()
     fit, rows = probe.fit_dense_head(head, cached.train_arrays, cached.val_arrays,
                                      fitting.objective.class_weight)
-    correct = selection.correctness(head, cached.val)
+    # Without a validation split (few-shot mode) the rows' out-of-fold scores stand in.
+    correct = fit.held_out_correct if fit.folds else selection.correctness(head, cached.val)
+    chooser = (f"{fit.folds}-fold cross-validated log-loss over the training rows (accuracy "
+               f"{fit.scores[fit.C]['val_accuracy']:.4f}, sd over folds "
+               f"{fit.scores[fit.C]['fold_accuracy_sd']:.4f})" if fit.folds
+               else "validation log-loss")
     say(f"\nStage '{stage.name}': softmax head fitted by L-BFGS on {rows} "
         f"cached feature rows in {time.time() - started:.0f} s; C={fit.C:g} chosen by "
-        f"validation log-loss of C in {list(fit.scores)}")
+        f"{chooser} of C in {list(fit.scores)}")
     history = {
         "C": list(fit.scores),
         **{key: [score[key] for score in fit.scores.values()]
@@ -295,7 +320,9 @@ def _fit_probe_stage(head, cached, stage, fitting):
     return StageResult(
         name=stage.name, unfreeze=0, learning_rate=stage.learning_rate,
         trainable_weights=2, epochs_run=0, val_accuracy=float(np.mean(correct)),
-        kept=False, history=history, settings={"C": fit.C},
+        kept=False, history=history,
+        settings={"C": fit.C, **({"folds": fit.folds, "fold_accuracy_sd": round(
+            fit.scores[fit.C]["fold_accuracy_sd"], 4)} if fit.folds else {})},
         trainable_params=int(fit.kernel.size + fit.bias.size),
     ), correct
 
@@ -350,3 +377,48 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
         settings={"stopped": stopped} if stopped else {},
         trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
     ), correct
+
+
+def _run_contrastive_stage(classifier, stage, train_data, fitting):
+    """SetFit's stage: the encoder tuned on pairs of training examples, the head untouched.
+
+    Its `settings` hold the pairs a pass and the mean cosine similarity of
+    same-class and other-class training examples, before and after.
+    """
+    set_trainable_blocks(classifier.backbone, classifier.unfreeze_groups, stage.unfreeze)
+    examples, labels = contrastive.collect_examples(train_data)
+    pairs = contrastive.contrastive_pairs(labels, seed=fitting.seed,
+                                          max_pairs=contrastive.MAX_PAIRS)
+    optimizer = optimizers.build_optimizer(
+        stage, math.ceil(len(pairs) / contrastive.BATCH_PAIRS))
+    say(f"\nStage '{stage.name}': the encoder's top {stage.unfreeze} block(s) tuned on "
+        f"{len(pairs)} pairs of the {len(labels)} training examples (SetFit's contrastive "
+        f"loss), {stage.optimizer}, learning rate {stage.learning_rate:g}, {stage.epochs} "
+        "pass(es)")
+    started_from, settings = classifier.model.get_weights(), {"pairs": len(pairs)}
+    callbacks = stage_callbacks(stage, fitting.run_dir, fitting.verbose, early_stopping=False)
+    try:
+        fit = contrastive.fit_contrastive(
+            classifier.backbone, examples, labels, pairs, optimizer, stage.epochs,
+            seed=fitting.seed, callbacks=callbacks + list(fitting.callbacks),
+            verbose=fitting.verbose)
+    except NonFiniteLoss as stop:
+        classifier.model.set_weights(started_from)
+        shutil.rmtree(fitting.run_dir / "backup" / stage.name, ignore_errors=True)
+        say(f"Stage '{stage.name}' stopped: {stop}; the encoder is as it was.")
+        fit, settings["stopped"] = None, f"{stop}; the encoder is as it was"
+    if fit is not None:
+        settings.update({f"{kind}_cosine_{when}": round(cosines[kind], 4)
+                         for when, cosines in (("before", fit.before), ("after", fit.after))
+                         for kind in ("same", "other") if cosines[kind] is not None})
+        say(f"Stage '{stage.name}': mean cosine of same-class training pairs "
+            f"{fit.before['same']:.3f} -> {fit.after['same']:.3f}, other-class "
+            f"{fit.before['other']:.3f} -> {fit.after['other']:.3f}, in {fit.seconds:.0f} s.")
+    trainable = [w for w in classifier.backbone.trainable_weights if w.trainable]
+    return StageResult(
+        name=stage.name, unfreeze=stage.unfreeze, learning_rate=stage.learning_rate,
+        trainable_weights=len(trainable),
+        epochs_run=len(fit.history.get("loss", [])) if fit else 0,
+        val_accuracy=None, kept=fit is not None, history=fit.history if fit else {},
+        settings=settings, trainable_params=int(sum(np.prod(w.shape) for w in trainable)),
+    )

@@ -73,9 +73,15 @@ def describe_plan(stages, classifier):
                 group[0].rstrip("_") for group in unfreeze_groups[: stage.unfreeze]
             )
             what = f"head + top {stage.unfreeze} backbone block(s) [{names}]"
-        if stage.optimizer == "lbfgs":
+        if stage.loss == "contrastive":
+            what = what.replace("head + top", "top")
+            how = (f"SetFit's contrastive loss on pairs of training examples (the head "
+                   f"waits for the next stage), learning rate {stage.learning_rate:g} "
+                   f"({stage.optimizer}), {stage.epochs} pass(es)")
+        elif stage.optimizer == "lbfgs":
             how = ("softmax head fitted by L-BFGS on cached features, its L2 strength "
-                   "chosen by validation log-loss")
+                   "chosen by validation log-loss (cross-validated without a validation "
+                   "split)")
         elif stage.epochs == 0:
             how = "off (0 epochs; --fine-tune-epochs N turns it on)"
         else:

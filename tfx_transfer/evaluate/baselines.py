@@ -6,7 +6,7 @@ whether transfer learning earned its cost:
 - images: logistic regression on the frozen backbone's pooled top features
   (`tfx_transfer.probe`, C chosen on validation);
 - text: TF-IDF of words and word pairs + logistic regression (C chosen on
-  validation);
+  validation, or by cross-validation without one);
 - tokens: each word's most frequent training tag (O for unseen words).
 """
 
@@ -14,7 +14,7 @@ import collections
 import dataclasses
 
 import numpy as np
-from sklearn import feature_extraction, linear_model, pipeline
+from sklearn import feature_extraction, linear_model, model_selection, pipeline
 
 from tfx_transfer import probe
 
@@ -58,7 +58,8 @@ def feature_probe(train, val, test_features, num_classes, class_weight=None):
     fit = probe.fit_probe(train, val, num_classes, class_weight=class_weight)
     return Baseline(
         "logistic regression on the frozen backbone's pooled features",
-        f"C={fit.C:g} chosen on validation",
+        f"C={fit.C:g} chosen on " + (f"{fit.folds}-fold cross-validation" if fit.folds
+                                     else "validation"),
         fit.probabilities(test_features).argmax(axis=1),
     )
 
@@ -80,22 +81,37 @@ def tfidf_logistic_regression(train, val, test_texts, grid=C_GRID):
 
     >>> tfidf_logistic_regression((texts, labels), (val_texts, val_labels), test_texts)
     """
+    texts, labels = list(train[0]), np.asarray(train[1])
+    folds = _folds(labels) if len(val[0]) == 0 else None
     best, best_accuracy = None, -1.0
     for c in grid:
         model = pipeline.make_pipeline(
             feature_extraction.text.TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
                                                     min_df=1),
             linear_model.LogisticRegression(C=c, max_iter=1000),
-        ).fit(list(train[0]), np.asarray(train[1]))
-        accuracy = float(np.mean(model.predict(list(val[0])) == np.asarray(val[1])))
+        )
+        if folds:  # No validation split (few-shot mode): cross-validate.
+            accuracy = float(np.mean(model_selection.cross_val_score(
+                model, texts, labels, cv=model_selection.StratifiedKFold(
+                    folds, shuffle=True, random_state=0))))
+        model.fit(texts, labels)
+        if not folds:
+            accuracy = float(np.mean(model.predict(list(val[0])) == np.asarray(val[1])))
         if accuracy > best_accuracy:
             best, best_accuracy = (c, model), accuracy
     c, model = best
+    chosen = f"{folds}-fold cross-validation" if folds else "validation"
     return Baseline(
         "TF-IDF (words and word pairs) + logistic regression",
-        f"C={c:g} chosen on validation",
+        f"C={c:g} chosen on {chosen}",
         model.predict(list(test_texts)),
     )
+
+
+def _folds(labels, most=5):
+    """Stratified folds for a training set: as many as its smallest class allows, 2 to 5."""
+    counts = np.bincount(labels)
+    return int(np.clip(counts[counts > 0].min(), 2, most))
 
 
 def most_frequent_tag(train_sentences, test_sentences, outside="O"):

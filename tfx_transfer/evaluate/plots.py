@@ -36,6 +36,8 @@ def plot_training_curves(stage_results, path):
         if not len(epochs):
             continue
         for axes, key in ((loss_axes, "loss"), (acc_axes, "accuracy")):
+            if key not in history:  # A contrastive stage logs its loss only.
+                continue
             axes.plot(epochs, history[key], "o-", label=f"{result.name} train")
             if f"val_{key}" in history:
                 axes.plot(epochs, history[f"val_{key}"], "s--", label=f"{result.name} val")

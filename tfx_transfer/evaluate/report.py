@@ -159,10 +159,12 @@ def format_report(header, data_report, stage_results, body):
             chose += ", then refitted on train + val"
         if result.settings.get("stopped"):
             chose += f"; stopped: {result.settings['stopped']}"
+        score = ("n/a   " if result.val_accuracy is None else f"{result.val_accuracy:.4f}")
+        if "folds" in result.settings:
+            score += f" ({result.settings['folds']}-fold cross-validated)"
         lines.append(
             f"  {result.name:<12} unfreeze={result.unfreeze:<3} "
-            f"epochs={result.epochs_run:<3} val_accuracy={result.val_accuracy:.4f}{gain}  "
-            f"{outcome}{chose}"
+            f"epochs={result.epochs_run:<3} val_accuracy={score}{gain}  {outcome}{chose}"
         )
     return "\n".join(lines + ["", body.rstrip()]) + "\n"
 

@@ -136,6 +136,8 @@ class Task(abc.ABC):
         # What the data cost, next to the scores: nothing skipped or converted goes unseen.
         metrics["data"] = {key: data_report[key] for key in (
             "totals", "num_skipped", "num_converted", "converted") if key in data_report}
+        if "few_shot" in data_report:
+            metrics["few_shot"] = data_report["few_shot"]
         report = evaluate.format_report(header, data_report, stage_results, body)
         return evaluate.write_files(run_dir, metrics, report, stage_results), report
 

@@ -54,9 +54,11 @@ class TextTask(EncoderTask, ClassificationTask):
 
         def dataset(name):
             split = data.splits[name]
-            texts = tf.data.Dataset.from_tensor_slices(
-                (list(split.items), tf.one_hot(list(split.labels), num_classes))
-            )
+            # Typed: an empty split (few-shot mode's validation) has no values to infer from.
+            texts = tf.data.Dataset.from_tensor_slices((
+                tf.constant(list(split.items), tf.string),
+                tf.one_hot(tf.constant(list(split.labels), tf.int32), num_classes),
+            ))
             tokens = texts.map(
                 lambda text, label: (backbone.preprocessor(text), label),
                 num_parallel_calls=tf.data.AUTOTUNE,

@@ -20,6 +20,7 @@ from tfx_transfer import (
     evaluate,
     export,
     features,
+    few_shot,
     multiworker,
     precision,
     progress,
@@ -170,13 +171,17 @@ def _run(task, config, run_dir, distribution, timings):
         # Before the run directory exists: a run that fails on its input
         # (an empty folder, one class, a missing column) leaves nothing behind.
         data = task.read_data(config.data)
+    config, data, mode = few_shot.apply(config, data, task.defaults, backbone.unfreeze_groups)
+    if mode.reason:
+        progress.say(mode.reason)
     check_batch_size(config.data.batch_size, len(data.splits["train"]))
     run_dir = prepare_run_dir(config, run_dir, distribution)
     progress.say(f"Run directory: {run_dir}")
     # config.yaml keeps the per-replica batch; the pipelines batch for all replicas.
     config = distribute.with_global_batch(config, distribution)
     try:
-        return _train(task, config, run_dir, distribution, backbone, data, timings, started)
+        return _train(task, config, run_dir, distribution, backbone, data, mode, timings,
+                      started)
     except KeyboardInterrupt as interrupt:
         resume = (f"resume it with: python -m tfx_transfer train --resume {run_dir}"
                   if distribution.num_workers == 1 else
@@ -192,10 +197,11 @@ def _run(task, config, run_dir, distribution, timings):
 
 
 
-def _train(task, config, run_dir, distribution, backbone, data, timings, started):
+def _train(task, config, run_dir, distribution, backbone, data, mode, timings, started):
     with progress.step("data"):
         datasets = task.make_datasets(data, config, backbone)
-        data_report = write_data_report(run_dir, data, datasets)
+        data_report = write_data_report(
+            run_dir, data, datasets, few_shot=mode.report() if mode.on else None)
     datasets = distribute.distribute_datasets(
         datasets, distribution, config.data.batch_size, data_report["totals"]["train"])
 
@@ -209,6 +215,7 @@ def _train(task, config, run_dir, distribution, backbone, data, timings, started
                                 show_progress=progress.level() > progress.QUIET),
         jit_compile=config.jit_compile, verbose=progress.keras_verbose(),
         refit=config.refit_head, finished_weights=run_dir / export.KERAS_FILE,
+        seed=config.data.seed,
     )
 
     with progress.step("baseline"):
@@ -216,6 +223,8 @@ def _train(task, config, run_dir, distribution, backbone, data, timings, started
     progress.say(f"Baseline ({baseline.name}) trained in {timings.seconds['baseline']:.0f} s.")
     header = (f"tfx_transfer {config.task} run {run_dir.name}: "
               f"{backbone.describe(config.model.weights)}, {data.num_classes} classes")
+    if mode.on:
+        header += f"\n{mode.reason}"
     with progress.step("evaluation"):
         metrics, report = task.write_report(
             classifier, datasets.test, data, stage_results, data_report, run_dir, header,
@@ -337,9 +346,15 @@ def feature_caching(task, config, data, backbone, distribution=None, show_progre
     )
 
 
-def write_data_report(run_dir, data, datasets):
-    """Writes `data_report.json` (the reader's and the pipelines' counts), prints a summary."""
+def write_data_report(run_dir, data, datasets, few_shot=None):
+    """Writes `data_report.json` (the reader's and the pipelines' counts), prints a summary.
+
+    `few_shot`, the mode's entry (`tfx_transfer.few_shot.Decision.report`),
+    is added when the run is in it.
+    """
     report = {**data.report(), **datasets.report}
+    if few_shot is not None:
+        report["few_shot"] = few_shot
     write_atomic(run_dir / DATA_REPORT_FILE, json.dumps(report, indent=2))
     sizes = ", ".join(f"{name} {count}" for name, count in report["totals"].items())
     text = (
