@@ -86,7 +86,9 @@ def test_a_bad_flag_is_a_usage_error_naming_the_flag(name, tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--unfreeze", "99"], "Stage 'fine_tune': efficientnet_lite0: This backbone has 18 "
                            "blocks to unfreeze. Received: unfreeze=99"),
-    (["--batch-size", "500"], "--batch-size is 500, larger than the training set (18 examples)"),
+    # Few-shot mode (9 examples a class with validation) would cut the batch to the set.
+    (["--batch-size", "500", "--no-few-shot"],
+     "--batch-size is 500, larger than the training set (18 examples)"),
 ])
 def test_a_value_only_the_backbone_or_data_can_refute_is_refused_before_the_run(
         colour_folder, tmp_path, flags, message):

@@ -107,3 +107,19 @@ def test_the_tfidf_baseline_cross_validates_without_validation():
                                                    ["refund 99", "parcel 99"])
     assert "5-fold cross-validation" in baseline.details
     assert list(baseline.predictions) == [0, 1]
+
+
+def test_cross_validation_keeps_the_views_of_an_example_in_one_fold(digits):
+    (x, y), _, _ = digits
+    few = np.concatenate([np.flatnonzero(y == c)[:6] for c in range(10)])
+    rng = np.random.default_rng(0)
+    # Three noisy "views" of each of the 60 examples, view after view.
+    views = np.concatenate([x[few] + rng.normal(0, 0.5, x[few].shape) for _ in range(3)])
+    labels, groups = np.tile(y[few], 3), np.tile(np.arange(60), 3)
+    empty = (x[:0], y[:0])
+    grouped = probe.fit_probe((views, labels), empty, 10, groups=groups)
+    leaky = probe.fit_probe((views, labels), empty, 10)
+    assert grouped.folds == 5  # 6 examples a class, not 18 rows
+    # Scored on views of examples it also trained on, the leaky estimate is higher.
+    assert (leaky.scores[leaky.C]["val_accuracy"]
+            > grouped.scores[grouped.C]["val_accuracy"])

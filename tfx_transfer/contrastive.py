@@ -11,11 +11,18 @@ Keras' own `fit`, so the stage logs, backs up and resumes like any other.
 """
 
 import dataclasses
+import math
+import shutil
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from tfx_transfer import optimizers
+from tfx_transfer.progress import say
+from tfx_transfer.stage_callbacks import NonFiniteLoss, stage_callbacks
+from tfx_transfer.unfreezing import set_trainable_blocks
 
 # SetFit's defaults (its `num_iterations` and batch size), which
 # benchmarks/few_shot.py measured; the bound keeps a forced few-shot run on
@@ -233,3 +240,52 @@ def fit_contrastive(encoder, features, labels, pairs, optimizer, epochs, seed=0,
         before=before, after=class_cosines(embedder, features, labels),
         seconds=time.time() - started,
     )
+
+
+def run_stage(classifier, stage, train_data, run_dir, verbose=0, callbacks=(), seed=0):
+    """Runs a contrastive stage of the plan: the encoder tuned, the head untouched.
+
+    Logs and backs up like any stage (`logs/<stage>.csv`, `backup/<stage>`),
+    without early stopping: there is no validation score to stop on.
+
+    Args:
+        classifier: `tfx_transfer.classifier.Classifier` of the text task.
+        stage: `tfx_transfer.config.StageConfig` with `loss="contrastive"`.
+        train_data: tf.data.Dataset of (token features, one-hot labels).
+        run_dir: Path. The run directory.
+        verbose: int. `fit`'s verbosity.
+        callbacks: sequence of `keras.callbacks.Callback`, added.
+        seed: int. Draws the pairs.
+
+    Returns:
+        A tuple (`ContrastiveFit`, or None when a non-finite loss stopped it
+        and the encoder was put back; settings dict for the `StageResult`:
+        pairs, cosines before and after, or why it stopped).
+    """
+    set_trainable_blocks(classifier.backbone, classifier.unfreeze_groups, stage.unfreeze)
+    examples, labels = collect_examples(train_data)
+    pairs = contrastive_pairs(labels, seed=seed, max_pairs=MAX_PAIRS)
+    optimizer = optimizers.build_optimizer(stage, math.ceil(len(pairs) / BATCH_PAIRS))
+    say(f"\nStage '{stage.name}': the encoder's top {stage.unfreeze} block(s) tuned on "
+        f"{len(pairs)} pairs of the {len(labels)} training examples (SetFit's contrastive "
+        f"loss), {stage.optimizer}, learning rate {stage.learning_rate:g}, {stage.epochs} "
+        "pass(es)")
+    started_from, settings = classifier.model.get_weights(), {"pairs": len(pairs)}
+    try:
+        fit = fit_contrastive(
+            classifier.backbone, examples, labels, pairs, optimizer, stage.epochs, seed=seed,
+            callbacks=stage_callbacks(stage, run_dir, verbose, early_stopping=False)
+            + list(callbacks), verbose=verbose)
+    except NonFiniteLoss as stop:
+        classifier.model.set_weights(started_from)
+        shutil.rmtree(run_dir / "backup" / stage.name, ignore_errors=True)
+        settings["stopped"] = f"{stop}; the encoder is as it was"
+        say(f"Stage '{stage.name}' stopped: {settings['stopped']}.")
+        return None, settings
+    settings.update({f"{kind}_cosine_{when}": round(cosines[kind], 4)
+                     for when, cosines in (("before", fit.before), ("after", fit.after))
+                     for kind in ("same", "other") if cosines[kind] is not None})
+    say(f"Stage '{stage.name}': mean cosine of same-class training pairs "
+        f"{fit.before['same']:.3f} -> {fit.after['same']:.3f}, other-class "
+        f"{fit.before['other']:.3f} -> {fit.after['other']:.3f}, in {fit.seconds:.0f} s.")
+    return fit, settings

@@ -79,6 +79,7 @@ class CachedHead:
         train_arrays: tuple of NumPy arrays. (features, labels[, weights])
             of every training example and view.
         val_arrays: tuple of NumPy arrays. The same for validation.
+        views: int. Passes over the training stream in `train_arrays`.
     """
 
     head: keras.Model
@@ -86,6 +87,7 @@ class CachedHead:
     val: object
     train_arrays: tuple
     val_arrays: tuple
+    views: int = 1
 
 
 def cached_head(model, train_data, val_data, caching):
@@ -132,6 +134,7 @@ def cached_head(model, train_data, val_data, caching):
         feature_dataset(val, caching.batch_size, training=False),
         train,
         val,
+        views,
     )
 
 

@@ -64,7 +64,8 @@ class ProbeFit:
         return exp / exp.sum(axis=1, keepdims=True)
 
 
-def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=300):
+def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=300,
+              groups=None):
     """Fits a softmax head on features, choosing its L2 strength on validation.
 
     With an empty validation split (few-shot mode) C is chosen by stratified
@@ -80,6 +81,9 @@ def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=
         class_weight: dict or None. Class id -> loss weight.
         grid: sequence of float. Values of C to try.
         max_iter: int. L-BFGS iterations per fit.
+        groups: int array `[N]` or None. For cross-validation: rows of one
+            group (the augmented views of an image) stay in one fold, so
+            that no fold is scored on views of images it trained on.
 
     Returns:
         A `ProbeFit`. Deterministic: the same inputs give the same head.
@@ -95,7 +99,8 @@ def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=
     z = (x - mean) / scale
     present = np.unique(y)
     if len(y_val) == 0:
-        return _cross_validated(z, y, (mean, scale), num_classes, class_weight, grid, max_iter)
+        return _cross_validated(z, y, (mean, scale), num_classes, class_weight, grid, max_iter,
+                                groups)
     scores, best = {}, None
     for c in grid:
         model = _fit(z, y, c, class_weight, max_iter)
@@ -111,22 +116,21 @@ def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=
     return dataclasses.replace(best, scores=scores)
 
 
-def _cross_validated(z, y, standard, num_classes, class_weight, grid, max_iter):
+def _cross_validated(z, y, standard, num_classes, class_weight, grid, max_iter, groups=None):
     """`fit_probe` without validation: C by k-fold log-loss, then a fit on every row.
 
     The rows were standardised with every training row's statistics; the
     small leak into each held-out fold is the same for every C compared.
     """
-    counts = np.bincount(y)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    _, first = np.unique(groups, return_index=True)
+    counts = np.bincount(y[first])  # Examples (groups) a class, not rows.
     folds = int(np.clip(counts[counts > 0].min(), 2, MAX_FOLDS))
-    if counts.max() < folds or len(y) < 2 * folds:
-        raise ValueError(f"Cross-validating the head needs at least {folds} training examples "
-                         f"of a class; the largest class has {counts.max()}.")
-    splitter = model_selection.StratifiedKFold(folds, shuffle=True, random_state=0)
+    splitter = model_selection.StratifiedGroupKFold(folds, shuffle=True, random_state=0)
     with warnings.catch_warnings():
         # A class of one example sits in one fold; sklearn warns, and copes.
         warnings.simplefilter("ignore", UserWarning)
-        parts = list(splitter.split(z, y))
+        parts = list(splitter.split(z, y, groups))
     scores, best, best_correct = {}, None, None
     for c in grid:
         probabilities = np.zeros((len(y), num_classes))
@@ -212,7 +216,8 @@ def flatten_tokens(features, labels, weights=None):
     return features[keep], labels[keep]
 
 
-def fit_dense_head(head, train_arrays, val_arrays, class_weight=None, grid=C_GRID):
+def fit_dense_head(head, train_arrays, val_arrays, class_weight=None, grid=C_GRID,
+                   groups=None):
     """Fits a head's "head_standardize" and "probabilities" layers on cached features.
 
     Args:
@@ -223,13 +228,16 @@ def fit_dense_head(head, train_arrays, val_arrays, class_weight=None, grid=C_GRI
         val_arrays: tuple. The same for validation, which chooses C.
         class_weight: dict or None. Class id -> loss weight.
         grid: sequence of float. Values of C to try.
+        groups: int array or None. Each training row's example, for
+            cross-validation (`fit_probe`).
 
     Returns:
         A tuple (`ProbeFit`, number of training rows).
     """
     train, val = flatten_tokens(*train_arrays), flatten_tokens(*val_arrays)
     layer = head.get_layer("probabilities")
-    fit = fit_probe(train, val, layer.units, class_weight=class_weight, grid=grid)
+    fit = fit_probe(train, val, layer.units, class_weight=class_weight, grid=grid,
+                    groups=groups)
     head.get_layer("head_standardize").set_weights([fit.mean, fit.scale])
     layer.set_weights([fit.kernel, fit.bias])
     return fit, len(train[0])

@@ -20,8 +20,6 @@ finished stage (and mid-stage, from Keras' `BackupAndRestore`).
 
 import dataclasses
 import json
-import math
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -31,7 +29,6 @@ import numpy as np
 from tfx_transfer import contrastive, features, optimizers, probe, selection
 from tfx_transfer.progress import say, step
 from tfx_transfer.stage_callbacks import (
-    NonFiniteLoss,
     fit_guarded,
     logged_history,
     save_weights_atomic,
@@ -295,8 +292,13 @@ def _fit_probe_stage(head, cached, stage, fitting):
     and `checkpoints/<stage>.weights.h5`.
     """
     started = time.time()
+    groups = None
+    if not len(cached.val_arrays[0]):  # Cross-validated: the views of an example, one group.
+        # Row i of every view is example i % N: few-shot mode's stream is not shuffled.
+        examples = len(cached.train_arrays[0])
+        groups = np.arange(examples) % max(examples // cached.views, 1)
     fit, rows = probe.fit_dense_head(head, cached.train_arrays, cached.val_arrays,
-                                     fitting.objective.class_weight)
+                                     fitting.objective.class_weight, groups=groups)
     # Without a validation split (few-shot mode) the rows' out-of-fold scores stand in.
     correct = fit.held_out_correct if fit.folds else selection.correctness(head, cached.val)
     chooser = (f"{fit.folds}-fold cross-validated log-loss over the training rows (accuracy "
@@ -380,40 +382,9 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
 
 
 def _run_contrastive_stage(classifier, stage, train_data, fitting):
-    """SetFit's stage: the encoder tuned on pairs of training examples, the head untouched.
-
-    Its `settings` hold the pairs a pass and the mean cosine similarity of
-    same-class and other-class training examples, before and after.
-    """
-    set_trainable_blocks(classifier.backbone, classifier.unfreeze_groups, stage.unfreeze)
-    examples, labels = contrastive.collect_examples(train_data)
-    pairs = contrastive.contrastive_pairs(labels, seed=fitting.seed,
-                                          max_pairs=contrastive.MAX_PAIRS)
-    optimizer = optimizers.build_optimizer(
-        stage, math.ceil(len(pairs) / contrastive.BATCH_PAIRS))
-    say(f"\nStage '{stage.name}': the encoder's top {stage.unfreeze} block(s) tuned on "
-        f"{len(pairs)} pairs of the {len(labels)} training examples (SetFit's contrastive "
-        f"loss), {stage.optimizer}, learning rate {stage.learning_rate:g}, {stage.epochs} "
-        "pass(es)")
-    started_from, settings = classifier.model.get_weights(), {"pairs": len(pairs)}
-    callbacks = stage_callbacks(stage, fitting.run_dir, fitting.verbose, early_stopping=False)
-    try:
-        fit = contrastive.fit_contrastive(
-            classifier.backbone, examples, labels, pairs, optimizer, stage.epochs,
-            seed=fitting.seed, callbacks=callbacks + list(fitting.callbacks),
-            verbose=fitting.verbose)
-    except NonFiniteLoss as stop:
-        classifier.model.set_weights(started_from)
-        shutil.rmtree(fitting.run_dir / "backup" / stage.name, ignore_errors=True)
-        say(f"Stage '{stage.name}' stopped: {stop}; the encoder is as it was.")
-        fit, settings["stopped"] = None, f"{stop}; the encoder is as it was"
-    if fit is not None:
-        settings.update({f"{kind}_cosine_{when}": round(cosines[kind], 4)
-                         for when, cosines in (("before", fit.before), ("after", fit.after))
-                         for kind in ("same", "other") if cosines[kind] is not None})
-        say(f"Stage '{stage.name}': mean cosine of same-class training pairs "
-            f"{fit.before['same']:.3f} -> {fit.after['same']:.3f}, other-class "
-            f"{fit.before['other']:.3f} -> {fit.after['other']:.3f}, in {fit.seconds:.0f} s.")
+    """SetFit's stage (`tfx_transfer.contrastive.run_stage`), as a `StageResult`."""
+    fit, settings = contrastive.run_stage(classifier, stage, train_data, fitting.run_dir,
+                                          fitting.verbose, fitting.callbacks, fitting.seed)
     trainable = [w for w in classifier.backbone.trainable_weights if w.trainable]
     return StageResult(
         name=stage.name, unfreeze=stage.unfreeze, learning_rate=stage.learning_rate,

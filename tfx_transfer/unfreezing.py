@@ -75,9 +75,9 @@ def describe_plan(stages, classifier):
             what = f"head + top {stage.unfreeze} backbone block(s) [{names}]"
         if stage.loss == "contrastive":
             what = what.replace("head + top", "top")
-            how = (f"SetFit's contrastive loss on pairs of training examples (the head "
-                   f"waits for the next stage), learning rate {stage.learning_rate:g} "
-                   f"({stage.optimizer}), {stage.epochs} pass(es)")
+            how = (f"SetFit's contrastive loss on pairs of training examples, dropout on "
+                   f"(the head waits for the next stage), learning rate "
+                   f"{stage.learning_rate:g} ({stage.optimizer}), {stage.epochs} pass(es)")
         elif stage.optimizer == "lbfgs":
             how = ("softmax head fitted by L-BFGS on cached features, its L2 strength "
                    "chosen by validation log-loss (cross-validated without a validation "

@@ -82,6 +82,7 @@ def make_image_dataset(
     seed=42,
     cache=True,
     deterministic=False,
+    shuffle=True,
 ):
     """Build a batched `tf.data.Dataset` of images and one-hot labels.
 
@@ -106,6 +107,9 @@ def make_image_dataset(
         deterministic: bool. augment one batch at a time, so the random
             draws fall on the same batches in every run (parallel calls
             would take them in whatever order the threads run).
+        shuffle: bool. with `training`, shuffle; False keeps the split's
+            order in every pass, so that the cached views of an image
+            line up (few-shot mode cross-validates by image).
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: float32
@@ -123,8 +127,6 @@ def make_image_dataset(
     )
     ```
     """
-    if len(split) == 0:
-        raise ValueError("Cannot make a dataset from an empty split.")
     if batch_size < 1:
         raise ValueError(
             f"`batch_size` must be at least 1. Received: batch_size={batch_size}"
@@ -138,10 +140,10 @@ def make_image_dataset(
         image = decode_and_resize(tf.io.read_file(path), image_size)
         return image, tf.one_hot(label, num_classes, dtype=tf.float32)
 
-    shuffle = training and len(split) > 1
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (list(split.items), tf.constant(split.labels, dtype=tf.int32))
-    )
+    shuffle = shuffle and training and len(split) > 1
+    # Typed: an empty split (few-shot mode's validation) has no values to infer from.
+    dataset = tf.data.Dataset.from_tensor_slices((
+        tf.constant(list(split.items), tf.string), tf.constant(split.labels, dtype=tf.int32)))
     if shuffle and not cache:
         # Without a cache, shuffling the paths is as good and far cheaper than
         # holding a buffer of decoded images.

@@ -46,7 +46,12 @@ class ImagesTask(ClassificationTask):
         )
 
     def make_datasets(self, data, config, backbone):
-        """Pipelines of (pixels, one-hot labels); the training one augmented."""
+        """Pipelines of (pixels, one-hot labels); the training one augmented.
+
+        In few-shot mode the training stream is not shuffled: each pass
+        over it gives the images in one order, so that row `i` of every
+        cached view is image `i % N` (`tfx_transfer.stages`).
+        """
         augmentation = None
         if config.augment.enabled:
             augmentation = augment.build_augmentation(
@@ -66,6 +71,9 @@ class ImagesTask(ClassificationTask):
                 augmentation=augmentation if split == "train" else None,
                 seed=config.data.seed,
                 deterministic=config.deterministic,
+                # Few-shot mode's L-BFGS head needs the views of an image
+                # lined up, to keep them in one fold; order does not matter to it.
+                shuffle=not config.few_shot,
             )
             for split in ("train", "val", "test")
         ))
@@ -81,6 +89,7 @@ class ImagesTask(ClassificationTask):
             "image_size": backbone.image_size,
             "decoder": pipeline.DECODER_VERSION,
             "augment": augmentation,
+            "ordered_views": bool(config.few_shot),
         }
 
     def build_classifier(self, backbone, num_classes, model_config):
@@ -97,15 +106,18 @@ class ImagesTask(ClassificationTask):
         x = backbones.ImagePreprocessing(backbone.spec.preprocessing)(pixels)
         x = keras.layers.GlobalAveragePooling2D()(network(x, training=False))
         extractor = keras.Model(pixels, x)
-        splits = {
-            split: (extractor.predict(pipeline.make_image_dataset(
+
+        def features(split):
+            if not len(data.splits[split]):  # Few-shot mode's validation: none.
+                return np.zeros((0, extractor.output_shape[-1]), np.float32)
+            return extractor.predict(pipeline.make_image_dataset(
                 data.splits[split], image_size=backbone.image_size,
                 batch_size=config.data.batch_size, num_classes=len(data.class_names),
                 training=False, cache=False,
-            ), verbose=predict_bar(f"Baseline: backbone features of the {split} split:")),
-                np.asarray(data.splits[split].labels))
-            for split in ("train", "val", "test")
-        }
+            ), verbose=predict_bar(f"Baseline: backbone features of the {split} split:"))
+
+        splits = {split: (features(split), np.asarray(data.splits[split].labels))
+                  for split in ("train", "val", "test")}
         return baselines.feature_probe(
             splits["train"], splits["val"], splits["test"][0], len(data.class_names),
             class_weight=self.objective(config, data).class_weight,
