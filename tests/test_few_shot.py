@@ -143,7 +143,7 @@ def test_a_few_shot_run_reports_the_mode_exports_and_serves(tmp_path):
     assert contrastive.settings["same_cosine_after"] > contrastive.settings["same_cosine_before"]
     assert head.settings["folds"] >= 2
     report = (result.run_dir / "report.txt").read_text()
-    assert "Few-shot mode: " in report and "cross-validated" in report
+    assert "Few-shot mode: " in report and "cross-validated; optimistic" in report
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["few_shot"]["on"] and metrics["few_shot"]["threshold"] == 16
     # A handful of test examples: the interval shows how little the score says.

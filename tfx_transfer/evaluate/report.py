@@ -149,6 +149,7 @@ def format_report(header, data_report, stage_results, body):
         lines.append("  " + converted_line(data_report))
     lines.append("")
     lines.append("Stages:")
+    tuned_on_train = False  # A contrastive stage has seen every training example.
     for result in stage_results:
         outcome = "kept" if result.kept else "discarded (no gain beyond the noise)"
         gain = (f" (gain {result.gain:+.4f}, standard error {result.gain_standard_error:.4f})"
@@ -161,7 +162,10 @@ def format_report(header, data_report, stage_results, body):
             chose += f"; stopped: {result.settings['stopped']}"
         score = ("n/a   " if result.val_accuracy is None else f"{result.val_accuracy:.4f}")
         if "folds" in result.settings:
-            score += f" ({result.settings['folds']}-fold cross-validated)"
+            score += (f" ({result.settings['folds']}-fold cross-validated"
+                      + ("; optimistic: the encoder was tuned on these examples"
+                         if tuned_on_train else "") + ")")
+        tuned_on_train = tuned_on_train or "pairs" in result.settings
         lines.append(
             f"  {result.name:<12} unfreeze={result.unfreeze:<3} "
             f"epochs={result.epochs_run:<3} val_accuracy={score}{gain}  {outcome}{chose}"
