@@ -182,6 +182,12 @@ class StageConfig:
             (not the head) on pairs of training examples, pulling a class
             together (`tfx_transfer.contrastive`); `epochs` passes over
             the pairs.
+        lora_rank: int. 0 trains the unfrozen blocks' weights; r > 0
+            freezes them and trains rank-r adapters on the attention query
+            and value projections of those blocks, plus the head
+            (`tfx_transfer.lora`; text and token encoders).
+        lora_alpha: float or None. The adapters' scale is
+            `lora_alpha / lora_rank`; None means `lora_rank` (scale 1).
     """
 
     name: str
@@ -193,9 +199,17 @@ class StageConfig:
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
     loss: str = "labels"
+    lora_rank: int = 0
+    lora_alpha: float | None = None
 
     def __post_init__(self):
         problems = (
+            (self.lora_rank < 0, f"`lora_rank` must be >= 0. Received: {self.lora_rank}"),
+            (self.lora_rank > 0 and (self.unfreeze == 0 or self.loss != "labels"),
+             "LoRA adapts unfrozen blocks: it needs unfreeze > 0 and loss 'labels'. "
+             f"Received: unfreeze={self.unfreeze}, loss={self.loss!r}"),
+            (self.lora_alpha is not None and not self.lora_alpha > 0,
+             f"`lora_alpha` must be > 0. Received: lora_alpha={self.lora_alpha}"),
             (self.loss not in STAGE_LOSSES,
              f"`loss` must be one of {STAGE_LOSSES}. Received: loss={self.loss!r}"),
             (self.loss == "contrastive" and (self.unfreeze == 0 or self.optimizer == "lbfgs"),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfx_transfer import contrastive, features, optimizers, probe, selection
+from tfx_transfer import contrastive, features, lora, optimizers, probe, selection
 from tfx_transfer.progress import say, step
 from tfx_transfer.stage_callbacks import (
     fit_guarded,
@@ -239,6 +239,9 @@ def run_stages(
             if result.kept:
                 best_correct = correct
                 save_weights_atomic(model, kept_path)
+                if stage.lora_rank:  # The adapter a user can ship for the base model.
+                    (run_dir / "checkpoints" / f"{stage.name}.lora.h5").replace(
+                        run_dir / lora.ADAPTERS_FILE)
                 if stage.unfreeze:
                     cached = None  # The backbone changed: its features are stale.
             else:
@@ -330,8 +333,19 @@ def _fit_probe_stage(head, cached, stage, fitting):
 
 
 def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=True):
+    if not stage.lora_rank:
+        set_trainable_blocks(classifier.backbone, classifier.unfreeze_groups, stage.unfreeze)
+        return _fit_stage(model, stage, train_data, val_data, fitting, backup)
+    # Scored with the adapters on; merged (and saved aside) when the stage ends.
+    with lora.adapting(classifier, stage,
+                       fitting.run_dir / "checkpoints" / f"{stage.name}.lora.h5") as adapted:
+        return _fit_stage(model, stage, train_data, val_data, fitting, backup,
+                          note=f"; LoRA rank {stage.lora_rank} on {len(adapted)} query/value "
+                               f"projections: {lora.describe_trainable(model)}")
+
+
+def _fit_stage(model, stage, train_data, val_data, fitting, backup, note=""):
     objective = fitting.objective
-    set_trainable_blocks(classifier.backbone, classifier.unfreeze_groups, stage.unfreeze)
     # Recompiling is what makes the new trainable flags take effect.
     model.compile(
         optimizer=optimizers.build_optimizer(stage, optimizers.steps_per_epoch(train_data)),
@@ -344,8 +358,9 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
     say(
         f"\nStage '{stage.name}': {trainable} trainable weight tensors, "
         f"{'adam' if stage.optimizer == 'lbfgs' else stage.optimizer}, "
-        f"learning rate {stage.learning_rate:g}"
+        f"learning rate {stage.learning_rate:g}{note}"
     )
+    trainable_params = lora.count_params(model.trainable_weights)
     history, stopped = {}, None
     if stage.epochs > 0:
         fit, stopped = fit_guarded(
@@ -377,7 +392,7 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
         kept=False,
         history=history,
         settings={"stopped": stopped} if stopped else {},
-        trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        trainable_params=trainable_params,
     ), correct
 
 

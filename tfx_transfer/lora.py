@@ -1,0 +1,203 @@
+"""LoRA: low-rank adapters on the encoder's attention query and value projections.
+
+A stage with `lora_rank=r` freezes the whole encoder and trains, besides
+the head, a pair of small matrices beside the query and value kernels of
+its top `unfreeze` transformer layers (Hu et al., 2021): the layer
+computes with `W + (alpha / r) A B`, where B starts at zero, so training
+starts from the pretrained model. The adapters are Keras' own
+(`EinsumDense.enable_lora`, the layers keras-hub's `Backbone.enable_lora`
+targets); Keras factorises only the kernel's last axis, so a query
+adapter of BERT-base holds `768 x 12 x r + r x 64` weights.
+
+Keras has no way back from `enable_lora`, and a SavedModel of a LoRA layer
+recomputes `W + A B` on every call. So when the stage ends its adapters
+are saved on their own (`save_adapters`: rank, alpha, the base weights'
+fingerprint, the head) and merged into the kernels (`merge`), which
+leaves the layers as they were before: serving costs what it did, and the
+run's later steps see the model they know. `load_adapters` puts a saved
+adapter on the base model again.
+"""
+
+import contextlib
+import types
+
+import h5py
+import keras
+import numpy as np
+
+from tfx_transfer.features import weights_fingerprint
+from tfx_transfer.unfreezing import in_group
+
+# The layers keras-hub's BERT-family backbones name as LoRA targets.
+TARGETS = ("query", "value")
+ADAPTERS_FILE = "adapters.lora.h5"
+# The head layers that train with the adapters, saved with them (PEFT's modules_to_save).
+HEAD_LAYERS = ("head_standardize", "head_hidden", "probabilities")
+
+
+def target_layers(encoder, unfreeze_groups, count):
+    """The query and value projections of the encoder's top `count` blocks.
+
+    Returns:
+        A list of `keras.layers.EinsumDense`, in the encoder's order.
+    """
+    groups = unfreeze_groups[:count]
+    return [layer for layer in encoder._flatten_layers(include_self=False)
+            if layer.name in TARGETS and hasattr(layer, "enable_lora")
+            and any(in_group(layer.path.split("/")[0], group) for group in groups)]
+
+
+def enable(encoder, layers, rank, alpha=None):
+    """Freezes `encoder` and puts trainable rank-`rank` adapters on `layers`.
+
+    Args:
+        encoder: keras.Model. The backbone inside the classifier.
+        layers: from `target_layers`.
+        rank: int. The adapters' rank.
+        alpha: float or None. Scale `alpha / rank`; None is `rank` (scale 1).
+    """
+    # keras-hub's recipe: the backbone trainable, every layer in it frozen,
+    # then the targets' adapters (enable_lora freezes their kernels).
+    encoder.trainable = True
+    for layer in encoder._flatten_layers(include_self=False):
+        layer.trainable = False
+    for layer in layers:
+        layer.trainable = True
+        layer.enable_lora(rank, lora_alpha=alpha)
+        if layer.bias is not None:
+            layer.bias.trainable = False  # PEFT's default (bias="none"): the adapters alone.
+        # Keras saves a LoRA layer's kernel merged and loads its adapters as
+        # zeros (keras#23244): a stage restored from a backup or checkpoint
+        # would then train nothing. While LoRA is on, the layer saves and
+        # loads its variables as they are.
+        layer.save_own_variables = types.MethodType(keras.layers.Layer.save_own_variables, layer)
+        layer.load_own_variables = types.MethodType(keras.layers.Layer.load_own_variables, layer)
+
+
+def merge(layers):
+    """Folds each layer's adapter into its kernel and removes it: the layer as before LoRA.
+
+    The kernel becomes `W + (alpha / r) A B`; the adapter's variables leave
+    the layer, so the model's weights are the list they were before
+    `enable` (and `get_weights`/`set_weights` of earlier stages still fit).
+    """
+    for layer in layers:
+        merged = np.asarray(layer.kernel)  # Keras' own sum, while LoRA is on.
+        for adapter in (layer.lora_kernel_a, layer.lora_kernel_b):
+            layer._untrack_variable(adapter)
+        del layer.lora_kernel_a, layer.lora_kernel_b
+        del layer.save_own_variables, layer.load_own_variables  # The class's again.
+        layer.lora_enabled = False
+        layer._kernel.assign(merged.astype(layer._kernel.dtype))
+        layer._kernel.trainable = True
+        if layer.bias is not None:
+            layer.bias.trainable = True
+
+
+def count_params(weights):
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def describe_trainable(model):
+    """PEFT's line: trainable params, all params, trainable %."""
+    trainable, total = count_params(model.trainable_weights), count_params(model.weights)
+    return (f"trainable params: {trainable:,} || all params: {total:,} || "
+            f"trainable%: {100 * trainable / total:.4f}")
+
+
+def save_adapters(path, layers, model, rank, alpha, base_fingerprint):
+    """Writes the adapters and the head to `path` (`*.lora.h5`), before `merge`.
+
+    Args:
+        path: str or Path.
+        layers: the LoRA layers, adapters still on.
+        model: keras.Model. The classifier, for its head layers.
+        rank: int.
+        alpha: float. The scale's numerator (`rank` when none was given).
+        base_fingerprint: str. `tfx_transfer.features.weights_fingerprint`
+            of the encoder before the stage: what the adapter applies to.
+    """
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"rank": rank, "alpha": alpha, "base": base_fingerprint,
+                        "format": "tfx_transfer.lora/1"})
+        for layer in layers:
+            group = f.create_group(f"adapters/{layer.path}")
+            group["a"] = np.asarray(layer.lora_kernel_a)
+            group["b"] = np.asarray(layer.lora_kernel_b)
+        for layer in model.layers:
+            if layer.name in HEAD_LAYERS:
+                for i, value in enumerate(layer.get_weights()):
+                    f[f"head/{layer.name}/{i}"] = value
+
+
+def load_adapters(path, encoder, model, base_fingerprint):
+    """Puts a saved adapter (and its head) on the base model, merged.
+
+    Args:
+        path: str or Path. A file `save_adapters` wrote.
+        encoder: keras.Model. The base encoder, as it was before the stage.
+        model: keras.Model. The classifier around it, its head replaced.
+        base_fingerprint: str. The encoder's weights fingerprint, checked
+            against the adapter's: an adapter on another base computes
+            nonsense.
+
+    Raises:
+        ValueError: the adapter was trained on other base weights, or
+            names layers this encoder lacks.
+    """
+    with h5py.File(path, "r") as f:
+        if f.attrs["base"] != base_fingerprint:
+            raise ValueError(
+                f"{path} adapts base weights {f.attrs['base'][:16]}..., not these "
+                f"({base_fingerprint[:16]}...): load it on the model it was trained from.")
+        paths = []
+        f["adapters"].visititems(
+            lambda name, item: paths.append(name)
+            if isinstance(item, h5py.Group) and "a" in item else None)
+        by_path = {layer.path: layer for layer in encoder._flatten_layers(include_self=False)}
+        missing = [p for p in paths if p not in by_path]
+        if missing:
+            raise ValueError(f"{path} adapts layers this encoder lacks: {missing[:3]}")
+        layers = [by_path[p] for p in paths]
+        enable(encoder, layers, int(f.attrs["rank"]), float(f.attrs["alpha"]))
+        for name, layer in zip(paths, layers):
+            layer.lora_kernel_a.assign(f[f"adapters/{name}/a"][()])
+            layer.lora_kernel_b.assign(f[f"adapters/{name}/b"][()])
+        for name in f["head"]:
+            weights = f[f"head/{name}"]
+            model.get_layer(name).set_weights([weights[str(i)][()] for i in range(len(weights))])
+    merge(layers)
+    return layers
+
+
+@contextlib.contextmanager
+def adapting(classifier, stage, path):
+    """A LoRA stage's adapters on the classifier's encoder, for the `with` block.
+
+    On a normal exit the adapters are saved to `path` (`save_adapters`) and
+    merged into the kernels; on an exception (an interrupted stage, whose
+    backup holds them) merged only, so the classifier keeps its structure.
+
+    Yields:
+        The adapted layers.
+
+    Raises:
+        ValueError: the top `stage.unfreeze` blocks hold no query or value
+            projection (an image backbone).
+    """
+    encoder = classifier.backbone
+    layers = target_layers(encoder, classifier.unfreeze_groups, stage.unfreeze)
+    if not layers:
+        raise ValueError(f"Stage '{stage.name}': LoRA adapts attention query and value "
+                         f"projections, and the top {stage.unfreeze} block(s) of this "
+                         "backbone have none; it applies to text and token encoders.")
+    base = weights_fingerprint(encoder)
+    enable(encoder, layers, stage.lora_rank, stage.lora_alpha)
+    try:
+        yield layers
+    except BaseException:
+        merge(layers)
+        raise
+    save_adapters(path, layers, classifier.model, stage.lora_rank,
+                  stage.lora_alpha or stage.lora_rank, base)
+    merge(layers)
