@@ -96,6 +96,8 @@ def config_from_flags(config_path, flags):
         fine_tune_epochs=flags.get("fine_tune_epochs"),
         fine_tune_learning_rate=flags.get("fine_tune_learning_rate"),
         unfreeze=flags.get("unfreeze"),
+        lora_rank=flags.get("lora_rank"),
+        lora_alpha=flags.get("lora_alpha"),
     )
 
 
@@ -130,7 +132,8 @@ def with_overrides(config, overrides):
 
 
 def with_stage_overrides(config, head_epochs=None, head_learning_rate=None,
-                         fine_tune_epochs=None, fine_tune_learning_rate=None, unfreeze=None):
+                         fine_tune_epochs=None, fine_tune_learning_rate=None, unfreeze=None,
+                         lora_rank=None, lora_alpha=None):
     """Returns a new config with the stage flags applied to a resolved plan.
 
     The first stage is the head stage; every later stage is a
@@ -143,6 +146,8 @@ def with_stage_overrides(config, head_epochs=None, head_learning_rate=None,
         fine_tune_epochs: int. Epochs of every later stage; 0 drops them.
         fine_tune_learning_rate: float. Learning rate of later stages.
         unfreeze: int. Blocks the second stage unfreezes.
+        lora_rank: int. LoRA rank of later stages (0: none).
+        lora_alpha: float. LoRA alpha of later stages.
 
     Returns:
         A new `RunConfig`.
@@ -155,7 +160,8 @@ def with_stage_overrides(config, head_epochs=None, head_learning_rate=None,
     if fine_tune_epochs == 0:
         later = []
     for field, value in (("epochs", fine_tune_epochs),
-                         ("learning_rate", fine_tune_learning_rate)):
+                         ("learning_rate", fine_tune_learning_rate),
+                         ("lora_rank", lora_rank), ("lora_alpha", lora_alpha)):
         if value is not None:
             later = [dataclasses.replace(s, **{field: value}) for s in later]
     if unfreeze is not None:
@@ -275,6 +281,12 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 @click.option("--unfreeze", type=click.IntRange(min=1),
               help="Backbone blocks, from the top, the first fine-tuning stage "
                    "unfreezes. " + _fine_tune(lambda stage: stage.unfreeze))
+@click.option("--lora-rank", type=click.IntRange(min=0),
+              help="Text, tokens: fine-tuning stages train rank-R LoRA adapters on the "
+                   "unfrozen blocks' attention query/value projections (and the head), the "
+                   "encoder frozen; adapters.lora.h5 holds them. [default: 0, off]")
+@click.option("--lora-alpha", type=click.FloatRange(min=0, min_open=True),
+              help="LoRA adapters are scaled by alpha / rank. [default: the rank]")
 @click.option("--augment/--no-augment", default=None,
               help="Images: random flip/rotation/zoom/contrast on training images. "
                    + _field_default("augment.enabled"))

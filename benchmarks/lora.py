@@ -1,0 +1,116 @@
+"""LoRA against unfreezing, on the bundled WNUT "does the tweet name an entity?" task.
+
+Each fine-tune runs in its own process (so that its peak resident memory is
+its own) after the same L-BFGS head on the frozen MiniLM-L6: the top 2
+transformer layers unfrozen, the 6 layers unfrozen (the text task's
+default), everything unfrozen (embeddings too), and LoRA of rank 4, 8 and
+16 on the query and value projections of the 6 layers (the encoder frozen).
+For each: validation accuracy of the fine-tuned model, trainable
+parameters, seconds per epoch, peak RSS, and the size of what a user must
+ship besides the shared base model (the whole weights file, or the
+adapter file).
+
+    python benchmarks/lora.py --epochs 3 --train 200
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+CONFIGS = {
+    "top 2 layers": dict(unfreeze=2, learning_rate=5e-5),
+    "6 layers (default)": dict(unfreeze=6, learning_rate=5e-5),
+    "all (with embeddings)": dict(unfreeze=7, learning_rate=5e-5),
+    "LoRA r=4": dict(unfreeze=6, learning_rate=5e-4, lora_rank=4),
+    "LoRA r=8": dict(unfreeze=6, learning_rate=5e-4, lora_rank=8),
+    "LoRA r=16": dict(unfreeze=6, learning_rate=5e-4, lora_rank=16),
+}
+
+
+def run_one(settings, paths, epochs, out):
+    """One fine-tune, in this process; writes its measurements to `out` as JSON."""
+    import keras
+
+    from tfx_transfer import evaluate, features, lora, stages, tasks
+    from tfx_transfer.config import DataConfig, RunConfig, StageConfig
+
+    keras.utils.set_random_seed(0)
+    task = tasks.get_task("text")
+    config = tasks.resolve(RunConfig(task="text", data=DataConfig(
+        path=paths["train"], val_path=paths["val"], test_path=paths["test"], seed=0)))
+    backbone = task.prepare_backbone(config)
+    data = task.read_data(config.data)
+    datasets = task.make_datasets(data, config, backbone)
+    classifier = task.build_classifier(backbone, data.num_classes, config.model)
+    head, _ = config.stages
+    stage = StageConfig(name="fine_tune", epochs=epochs, patience=epochs, optimizer="adamw",
+                        **settings)
+    run_dir = tempfile.mkdtemp(prefix="lora-bench-")
+    caching = features.Caching(views=1, batch_size=config.data.batch_size, seed=0)
+    objective = task.objective(config, data)
+    stages.run_stages(classifier, [head], datasets.train, datasets.val, run_dir,
+                      objective=objective, caching=caching, verbose=0)
+    started = time.time()
+    (result,) = stages.run_stages(classifier, [stage], datasets.train, datasets.val,
+                                  f"{run_dir}/ft", objective=objective, verbose=0)
+    seconds = time.time() - started
+    y_true, probabilities = evaluate.predict_dataset(classifier.model, datasets.test)
+    if settings.get("lora_rank"):
+        # Moved next to the run's files when the stage is kept.
+        kept = f"{run_dir}/ft/{lora.ADAPTERS_FILE}"
+        shipped = os.path.getsize(kept if os.path.exists(kept) else
+                                  f"{run_dir}/ft/checkpoints/{stage.name}.lora.h5")
+    else:  # The whole model's weights, float32 (a .keras file adds a little).
+        shipped = 4 * lora.count_params(classifier.model.weights)
+    with open(out, "w") as f:
+        json.dump({
+            "val_accuracy": result.val_accuracy,
+            "test_accuracy": float((probabilities.argmax(1) == y_true).mean()),
+            "trainable_params": result.trainable_params,
+            "all_params": lora.count_params(classifier.model.weights),
+            "seconds_per_epoch": seconds / max(result.epochs_run, 1),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "shipped_mb": shipped / 2**20,
+        }, f)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train", type=int, default=200, help="training tweets a class")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        name, paths, out = json.loads(args.one)
+        return run_one(CONFIGS[name], paths, args.epochs, out)
+
+    from tfx_transfer import bench
+
+    folder = tempfile.mkdtemp(prefix="lora-data-")
+    paths = bench.write_mentions_splits(folder, {"train": args.train, "val": 100, "test": 200})
+    print(f"WNUT mentions: {args.train} training tweets a class, 100 validation, 200 test; "
+          f"{args.epochs} epochs after the L-BFGS head; one process each.\n")
+    print("| fine-tune | val accuracy | test accuracy | trainable params (%) | s/epoch | "
+          "peak RSS MB | shipped MB |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.configs.split(","):
+        out = os.path.join(folder, "result.json")
+        subprocess.run([sys.executable, __file__, "--epochs", str(args.epochs),
+                        "--one", json.dumps([name, paths, out])], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(out) as f:
+            r = json.load(f)
+        share = 100 * r["trainable_params"] / r["all_params"]
+        print(f"| {name} | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} | "
+              f"{r['trainable_params']:,} ({share:.2f}%) | {r['seconds_per_epoch']:.0f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['shipped_mb']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
