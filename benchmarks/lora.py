@@ -4,7 +4,9 @@ Each fine-tune runs in its own process (so that its peak resident memory is
 its own) after the same L-BFGS head on the frozen MiniLM-L6: the top 2
 transformer layers unfrozen, the 6 layers unfrozen (the text task's
 default), everything unfrozen (embeddings too), and LoRA of rank 4, 8 and
-16 on the query and value projections of the 6 layers (the encoder frozen).
+16 on the query and value projections of the 6 layers (the encoder frozen),
+with Keras' adapters (the kernel's last axis factorised) and over the
+full input and output (PEFT's).
 For each: validation accuracy of the fine-tuned model, trainable
 parameters, seconds per epoch, peak RSS, and the size of what a user must
 ship besides the shared base model (the whole weights file, or the
@@ -29,6 +31,10 @@ CONFIGS = {
     "LoRA r=4": dict(unfreeze=6, learning_rate=5e-4, lora_rank=4),
     "LoRA r=8": dict(unfreeze=6, learning_rate=5e-4, lora_rank=8),
     "LoRA r=16": dict(unfreeze=6, learning_rate=5e-4, lora_rank=16),
+    # Over the full input and output (PEFT's, the paper's): far fewer weights a rank.
+    "LoRA full r=4": dict(unfreeze=6, learning_rate=5e-4, lora_rank=4, factorization="full"),
+    "LoRA full r=8": dict(unfreeze=6, learning_rate=5e-4, lora_rank=8, factorization="full"),
+    "LoRA full r=16": dict(unfreeze=6, learning_rate=5e-4, lora_rank=16, factorization="full"),
 }
 
 
@@ -40,6 +46,8 @@ def run_one(settings, paths, epochs, out):
     from tfx_transfer.config import DataConfig, RunConfig, StageConfig
 
     keras.utils.set_random_seed(0)
+    settings = dict(settings)
+    lora.FACTORIZATION = settings.pop("factorization", "keras")
     task = tasks.get_task("text")
     config = tasks.resolve(RunConfig(task="text", data=DataConfig(
         path=paths["train"], val_path=paths["val"], test_path=paths["test"], seed=0)))
@@ -84,24 +92,30 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train", type=int, default=200, help="training tweets a class")
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--lora-learning-rate", type=float, default=5e-4)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         name, paths, out = json.loads(args.one)
-        return run_one(CONFIGS[name], paths, args.epochs, out)
+        settings = dict(CONFIGS[name])
+        if settings.get("lora_rank"):
+            settings["learning_rate"] = args.lora_learning_rate
+        return run_one(settings, paths, args.epochs, out)
 
     from tfx_transfer import bench
 
     folder = tempfile.mkdtemp(prefix="lora-data-")
     paths = bench.write_mentions_splits(folder, {"train": args.train, "val": 100, "test": 200})
     print(f"WNUT mentions: {args.train} training tweets a class, 100 validation, 200 test; "
-          f"{args.epochs} epochs after the L-BFGS head; one process each.\n")
+          f"{args.epochs} epochs after the L-BFGS head (AdamW, warm-up and cosine decay; "
+          f"unfreezing at 5e-5, LoRA at {args.lora_learning_rate:g}); one process each.\n")
     print("| fine-tune | val accuracy | test accuracy | trainable params (%) | s/epoch | "
           "peak RSS MB | shipped MB |")
     print("|---|---|---|---|---|---|---|")
     for name in args.configs.split(","):
         out = os.path.join(folder, "result.json")
         subprocess.run([sys.executable, __file__, "--epochs", str(args.epochs),
+                        "--lora-learning-rate", str(args.lora_learning_rate),
                         "--one", json.dumps([name, paths, out])], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(out) as f:

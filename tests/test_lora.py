@@ -65,8 +65,8 @@ def test_a_lora_stage_leaves_the_base_weights_and_trains_the_adapters(lora_run):
             a, b = f[f"adapters/{layer.path}/a"][()], f[f"adapters/{layer.path}/b"][()]
             assert np.abs(b).max() > 0  # B starts at zero: it trained
             original = base[paths.index(layer._kernel.path)]
-            np.testing.assert_allclose(layer._kernel.numpy(),
-                                       original + scale * np.einsum("...r,rd->...d", a, b),
+            delta = (a @ b).reshape(original.shape)  # the full input x output, factorised
+            np.testing.assert_allclose(layer._kernel.numpy(), original + scale * delta,
                                        atol=1e-6)
     # Every other encoder weight is bit-identical to the pretrained one.
     for weight, before in zip(classifier.backbone.weights, base):
@@ -78,7 +78,7 @@ def test_a_lora_stage_leaves_the_base_weights_and_trains_the_adapters(lora_run):
 def test_the_trainable_count_matches_the_formula(lora_run):
     *_, result = lora_run
     hidden, heads, head_dim = 384, 12, 32
-    per_adapter = hidden * heads * RANK + RANK * head_dim  # Keras factorises the last axis
+    per_adapter = hidden * RANK + RANK * heads * head_dim  # PEFT's: in x r + r x out
     head = hidden * 3 + 3  # The attention biases stay frozen (PEFT's bias="none").
     assert result.trainable_params == 12 * per_adapter + head
 
@@ -147,3 +147,29 @@ def test_a_lora_stage_resumes_mid_stage(setup, tmp_path):
         assert all(np.abs(f[f"adapters/{name}/b"][()]).max() > 0
                    for name in ("transformer_layer_0/self_attention_layer/query",
                                 "transformer_layer_5/self_attention_layer/value"))
+
+
+@pytest.mark.parametrize("factorization, per_projection", [
+    ("full", 384 * 8 + 8 * 12 * 32),  # PEFT's: in x r + r x out
+    ("keras", 384 * 12 * 8 + 8 * 32),  # Keras': the kernel's last axis alone
+])
+def test_both_factorizations_count_as_stated_and_merge_back(setup, factorization,
+                                                             per_projection):
+    backbone, _, pretrained = setup
+    encoder = backbone.encoder
+    encoder.set_weights(pretrained)
+    layers = lora.target_layers(encoder, backbone.unfreeze_groups, 6)
+    tokens = backbone.preprocessor(tf.constant(["parcel 12 never arrived"]))
+    before = np.asarray(encoder(tokens)["sequence_output"])
+    lora.enable(encoder, layers, 8, 16.0, factorization=factorization)
+    assert lora.count_params(encoder.trainable_weights) == 12 * per_projection
+    np.testing.assert_array_equal(np.asarray(encoder(tokens)["sequence_output"]), before)
+    rng = np.random.default_rng(0)
+    for layer in layers:
+        layer.lora_kernel_b.assign(rng.normal(0, 0.05, layer.lora_kernel_b.shape))
+    adapted = np.asarray(encoder(tokens)["sequence_output"])
+    assert np.abs(adapted - before).max() > 0.1
+    lora.merge(layers)
+    assert type(layers[0]) is keras.layers.EinsumDense and len(encoder.weights) == len(pretrained)
+    np.testing.assert_allclose(np.asarray(encoder(tokens)["sequence_output"]), adapted, atol=1e-5)
+    encoder.set_weights(pretrained)

@@ -25,7 +25,7 @@ from tfx_transfer.config import (
 )
 from tfx_transfer.config_files import load_config
 from tfx_transfer.tasks import TASK_NAMES, resolve
-from tfx_transfer.tasks.defaults import DEFAULTS
+from tfx_transfer.tasks.defaults import DEFAULTS, LORA_LEARNING_RATE
 
 # flag name -> dotted config field
 _FIELD_FLAGS = {
@@ -159,6 +159,8 @@ def with_stage_overrides(config, head_epochs=None, head_learning_rate=None,
         head = dataclasses.replace(head, learning_rate=head_learning_rate)
     if fine_tune_epochs == 0:
         later = []
+    if lora_rank and fine_tune_learning_rate is None:
+        fine_tune_learning_rate = LORA_LEARNING_RATE
     for field, value in (("epochs", fine_tune_epochs),
                          ("learning_rate", fine_tune_learning_rate),
                          ("lora_rank", lora_rank), ("lora_alpha", lora_alpha)):
@@ -284,7 +286,8 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 @click.option("--lora-rank", type=click.IntRange(min=0),
               help="Text, tokens: fine-tuning stages train rank-R LoRA adapters on the "
                    "unfrozen blocks' attention query/value projections (and the head), the "
-                   "encoder frozen; adapters.lora.h5 holds them. [default: 0, off]")
+                   "encoder frozen; adapters.lora.h5 holds them. Their learning rate is "
+                   "2e-3 unless --fine-tune-learning-rate. [default: 0, off]")
 @click.option("--lora-alpha", type=click.FloatRange(min=0, min_open=True),
               help="LoRA adapters are scaled by alpha / rank. [default: the rank]")
 @click.option("--augment/--no-augment", default=None,
