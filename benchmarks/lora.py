@@ -12,7 +12,7 @@ parameters, seconds per epoch, peak RSS, and the size of what a user must
 ship besides the shared base model (the whole weights file, or the
 adapter file).
 
-    python benchmarks/lora.py --epochs 3 --train 200
+    python benchmarks/lora.py --epochs 3 --train 200 --lora-learning-rate 2e-3 --seeds 3
 """
 
 import argparse
@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 CONFIGS = {
     "top 2 layers": dict(unfreeze=2, learning_rate=5e-5),
@@ -38,19 +40,19 @@ CONFIGS = {
 }
 
 
-def run_one(settings, paths, epochs, out):
+def run_one(settings, paths, epochs, out, seed=0):
     """One fine-tune, in this process; writes its measurements to `out` as JSON."""
     import keras
 
     from tfx_transfer import evaluate, features, lora, stages, tasks
     from tfx_transfer.config import DataConfig, RunConfig, StageConfig
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     settings = dict(settings)
     lora.FACTORIZATION = settings.pop("factorization", "keras")
     task = tasks.get_task("text")
     config = tasks.resolve(RunConfig(task="text", data=DataConfig(
-        path=paths["train"], val_path=paths["val"], test_path=paths["test"], seed=0)))
+        path=paths["train"], val_path=paths["val"], test_path=paths["test"], seed=seed)))
     backbone = task.prepare_backbone(config)
     data = task.read_data(config.data)
     datasets = task.make_datasets(data, config, backbone)
@@ -59,7 +61,7 @@ def run_one(settings, paths, epochs, out):
     stage = StageConfig(name="fine_tune", epochs=epochs, patience=epochs, optimizer="adamw",
                         **settings)
     run_dir = tempfile.mkdtemp(prefix="lora-bench-")
-    caching = features.Caching(views=1, batch_size=config.data.batch_size, seed=0)
+    caching = features.Caching(views=1, batch_size=config.data.batch_size, seed=seed)
     objective = task.objective(config, data)
     stages.run_stages(classifier, [head], datasets.train, datasets.val, run_dir,
                       objective=objective, caching=caching, verbose=0)
@@ -93,14 +95,16 @@ def main():
     parser.add_argument("--train", type=int, default=200, help="training tweets a class")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--lora-learning-rate", type=float, default=5e-4)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="runs a config (initialisation, shuffles, dropout); mean +- sd")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        name, paths, out = json.loads(args.one)
+        name, paths, out, seed = json.loads(args.one)
         settings = dict(CONFIGS[name])
         if settings.get("lora_rank"):
             settings["learning_rate"] = args.lora_learning_rate
-        return run_one(settings, paths, args.epochs, out)
+        return run_one(settings, paths, args.epochs, out, seed)
 
     from tfx_transfer import bench
 
@@ -113,16 +117,22 @@ def main():
           "peak RSS MB | shipped MB |")
     print("|---|---|---|---|---|---|---|")
     for name in args.configs.split(","):
-        out = os.path.join(folder, "result.json")
-        subprocess.run([sys.executable, __file__, "--epochs", str(args.epochs),
-                        "--lora-learning-rate", str(args.lora_learning_rate),
-                        "--one", json.dumps([name, paths, out])], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with open(out) as f:
-            r = json.load(f)
+        runs = []
+        for seed in range(args.seeds):
+            out = os.path.join(folder, "result.json")
+            subprocess.run([sys.executable, __file__, "--epochs", str(args.epochs),
+                            "--lora-learning-rate", str(args.lora_learning_rate),
+                            "--one", json.dumps([name, paths, out, seed])], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(out) as f:
+                runs.append(json.load(f))
+        r = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
+        spread = {key: float(np.std([run[key] for run in runs])) for key in runs[0]}
         share = 100 * r["trainable_params"] / r["all_params"]
-        print(f"| {name} | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} | "
-              f"{r['trainable_params']:,} ({share:.2f}%) | {r['seconds_per_epoch']:.0f} | "
+        accuracy = {key: f"{r[key]:.4f}" + (f" +- {spread[key]:.4f}" if args.seeds > 1 else "")
+                    for key in ("val_accuracy", "test_accuracy")}
+        print(f"| {name} | {accuracy['val_accuracy']} | {accuracy['test_accuracy']} | "
+              f"{r['trainable_params']:,.0f} ({share:.2f}%) | {r['seconds_per_epoch']:.0f} | "
               f"{r['peak_rss_mb']:.0f} | {r['shipped_mb']:.2f} |", flush=True)
 
 
