@@ -157,3 +157,15 @@ def test_a_few_shot_run_reports_the_mode_exports_and_serves(tmp_path):
     # Resuming the finished run trains nothing and gives the same report.
     resumed = train.run(run_dir=result.run_dir)
     assert resumed.report == result.report
+
+
+def test_the_default_batch_is_cut_to_a_small_training_set_and_a_chosen_one_is_not(capsys):
+    from tfx_transfer.train import pipeline
+
+    # 16 tweets of each of 2 classes: not few-shot (16 a class), 27 left to train on.
+    config = tasks.resolve(RunConfig(task="text"))
+    cut = pipeline.default_batch_cut(config, 27)
+    assert cut.data.batch_size == 27 and "batches of 27" in capsys.readouterr().out
+    assert pipeline.default_batch_cut(config, 40) == config
+    chosen = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=64))
+    assert pipeline.default_batch_cut(chosen, 27) == chosen  # refused later, by name

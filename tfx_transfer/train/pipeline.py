@@ -27,7 +27,7 @@ from tfx_transfer import (
     stages,
     tasks,
 )
-from tfx_transfer.config import RunConfig
+from tfx_transfer.config import DataConfig, RunConfig
 from tfx_transfer.config_files import load_config, save_config
 from tfx_transfer.files import cache_dir, write_atomic
 
@@ -174,6 +174,7 @@ def _run(task, config, run_dir, distribution, timings):
     config, data, mode = few_shot.apply(config, data, task.defaults, backbone.unfreeze_groups)
     if mode.reason:
         progress.say(mode.reason)
+    config = default_batch_cut(config, len(data.splits["train"]))
     check_batch_size(config.data.batch_size, len(data.splits["train"]))
     run_dir = prepare_run_dir(config, run_dir, distribution)
     progress.say(f"Run directory: {run_dir}")
@@ -258,6 +259,22 @@ def remove_checkpoints(run_dir):
     """
     for folder in (run_dir / "checkpoints", run_dir / "backup"):
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def default_batch_cut(config, train_size):
+    """Cuts the default batch size to a smaller training set, and says so.
+
+    32 examples of 2 classes leave 22 to train on: the default batch must
+    not refuse them. A batch size the user chose is left to
+    `check_batch_size`, which refuses one larger than the set.
+    """
+    default = DataConfig().batch_size
+    if config.data.batch_size != default or train_size >= default:
+        return config
+    progress.say(f"Batch size: the default {default} is more than the {train_size} training "
+                 f"examples; batches of {train_size}.")
+    return dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                batch_size=train_size))
 
 
 def check_batch_size(batch_size, train_size):
