@@ -32,7 +32,7 @@ BATCH_PAIRS = 16
 MAX_PAIRS = 4000
 
 
-def contrastive_pairs(labels, rounds=20, seed=0, max_pairs=None):
+def contrastive_pairs(labels, rounds=ROUNDS, seed=0, max_pairs=None):
     """Draws SetFit's pairs: per example and round, one partner of its class and one of another.
 
     Every example with a classmate takes part in every round, so the pairs

@@ -58,10 +58,25 @@ class ProbeFit:
     def probabilities(self, features):
         """Softmax of the head's logits on raw features `[N, dim]`."""
         z = (np.asarray(features, np.float64) - self.mean) / self.scale
-        logits = z @ self.kernel + self.bias
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return _softmax(z @ self.kernel + self.bias)
+
+
+def _softmax(logits):
+    logits = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _log_loss(probabilities, labels):
+    """Mean negative log-probability of the true class (clipped at 1e-12)."""
+    true = probabilities[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(true, 1e-12, 1))))
+
+
+def fold_count(labels):
+    """Stratified folds for labelled rows: as the smallest class allows, 2 to `MAX_FOLDS`."""
+    counts = np.bincount(labels)
+    return int(np.clip(counts[counts > 0].min(), 2, MAX_FOLDS))
 
 
 def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=300,
@@ -107,8 +122,7 @@ def fit_probe(train, val, num_classes, class_weight=None, grid=C_GRID, max_iter=
         kernel, bias = _dense_weights(model, present, num_classes)
         fit = ProbeFit(mean, scale, kernel, bias, c, {})
         probabilities = fit.probabilities(x_val)
-        loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y_val)), y_val],
-                                             1e-12, 1))))
+        loss = _log_loss(probabilities, y_val)
         accuracy = float(np.mean(probabilities.argmax(1) == y_val))
         scores[c] = {"val_loss": loss, "val_accuracy": accuracy}
         if best is None or loss < scores[best.C]["val_loss"]:
@@ -124,8 +138,7 @@ def _cross_validated(z, y, standard, num_classes, class_weight, grid, max_iter, 
     """
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     _, first = np.unique(groups, return_index=True)
-    counts = np.bincount(y[first])  # Examples (groups) a class, not rows.
-    folds = int(np.clip(counts[counts > 0].min(), 2, MAX_FOLDS))
+    folds = fold_count(y[first])  # Examples (groups) a class, not rows.
     splitter = model_selection.StratifiedGroupKFold(folds, shuffle=True, random_state=0)
     with warnings.catch_warnings():
         # A class of one example sits in one fold; sklearn warns, and copes.
@@ -137,12 +150,10 @@ def _cross_validated(z, y, standard, num_classes, class_weight, grid, max_iter, 
         for train_rows, held_out in parts:
             model = _fit(z[train_rows], y[train_rows], c, class_weight, max_iter)
             kernel, bias = _dense_weights(model, np.unique(y[train_rows]), num_classes)
-            fold = ProbeFit(np.zeros(z.shape[1]), np.ones(z.shape[1]), kernel, bias, c, {})
-            probabilities[held_out] = fold.probabilities(z[held_out])
+            probabilities[held_out] = _softmax(z[held_out] @ kernel + bias)
         correct = (probabilities.argmax(1) == y).astype(np.float32)
         scores[c] = {
-            "val_loss": float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y)), y],
-                                                      1e-12, 1)))),
+            "val_loss": _log_loss(probabilities, y),
             "val_accuracy": float(correct.mean()),
             "fold_accuracy_sd": float(np.std([correct[rows].mean() for _, rows in parts])),
         }

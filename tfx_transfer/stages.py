@@ -400,11 +400,11 @@ def _run_contrastive_stage(classifier, stage, train_data, fitting):
     """SetFit's stage (`tfx_transfer.contrastive.run_stage`), as a `StageResult`."""
     fit, settings = contrastive.run_stage(classifier, stage, train_data, fitting.run_dir,
                                           fitting.verbose, fitting.callbacks, fitting.seed)
-    trainable = [w for w in classifier.backbone.trainable_weights if w.trainable]
+    trainable = classifier.backbone.trainable_weights
     return StageResult(
         name=stage.name, unfreeze=stage.unfreeze, learning_rate=stage.learning_rate,
         trainable_weights=len(trainable),
         epochs_run=len(fit.history.get("loss", [])) if fit else 0,
         val_accuracy=None, kept=fit is not None, history=fit.history if fit else {},
-        settings=settings, trainable_params=int(sum(np.prod(w.shape) for w in trainable)),
+        settings=settings, trainable_params=lora.count_params(trainable),
     )

@@ -82,7 +82,7 @@ def tfidf_logistic_regression(train, val, test_texts, grid=C_GRID):
     >>> tfidf_logistic_regression((texts, labels), (val_texts, val_labels), test_texts)
     """
     texts, labels = list(train[0]), np.asarray(train[1])
-    folds = _folds(labels) if len(val[0]) == 0 else None
+    folds = probe.fold_count(labels) if len(val[0]) == 0 else None
     best, best_accuracy = None, -1.0
     for c in grid:
         model = pipeline.make_pipeline(
@@ -107,11 +107,6 @@ def tfidf_logistic_regression(train, val, test_texts, grid=C_GRID):
         model.predict(list(test_texts)),
     )
 
-
-def _folds(labels, most=5):
-    """Stratified folds for a training set: as many as its smallest class allows, 2 to 5."""
-    counts = np.bincount(labels)
-    return int(np.clip(counts[counts > 0].min(), 2, most))
 
 
 def most_frequent_tag(train_sentences, test_sentences, outside="O"):
