@@ -1,5 +1,7 @@
 """LoRA stages on the real MiniLM encoder: adapters train, the base stays, merge, ship, resume."""
 
+import shutil
+
 import h5py
 import keras
 import numpy as np
@@ -173,3 +175,42 @@ def test_both_factorizations_count_as_stated_and_merge_back(setup, factorization
     assert type(layers[0]) is keras.layers.EinsumDense and len(encoder.weights) == len(pretrained)
     np.testing.assert_allclose(np.asarray(encoder(tokens)["sequence_output"]), adapted, atol=1e-5)
     encoder.set_weights(pretrained)
+
+
+@pytest.mark.slow
+def test_a_tokens_run_with_lora_adapts_the_tagger_exports_and_serves(tmp_path, capsys):
+    from test_tokens_task import write_conll
+
+    data = DataConfig(path=str(write_conll(tmp_path / "train.conll")), sequence_length=16,
+                      batch_size=8, val_fraction=0.2, test_fraction=0.2)
+    plan = (StageConfig(name="head", unfreeze=0, learning_rate=1e-2, epochs=3),
+            StageConfig(name="lora", unfreeze=6, learning_rate=3e-3, epochs=2, patience=5,
+                        optimizer="adamw", lora_rank=RANK))
+    run = harness.train_tiny("tokens", tmp_path / "runs", data, stages=plan,
+                             keep_checkpoints=True)
+    out = capsys.readouterr().out
+    assert "LoRA rank 4 on 12 layers (query, value)" in out, out
+    stage = {s["name"]: s for s in run.metrics["stages"]}["lora"]
+    kept = run.run_dir / lora.ADAPTERS_FILE
+    path = kept if stage["kept"] else run.run_dir / "checkpoints" / "lora.lora.h5"
+    with h5py.File(path) as f:
+        assert f.attrs["rank"] == RANK and f.attrs["factorization"] == "full"
+        pairs = [(f[f"adapters/{name}/a"][()], f[f"adapters/{name}/b"][()])
+                 for name in _adapter_paths(f)]
+        # The softmax layer trains; the standardisation's statistics are saved, not trained.
+        head = sum(f[f"head/probabilities/{i}"].size for i in f["head/probabilities"])
+    assert len(pairs) == 12 and all(np.abs(b).max() > 0 for _, b in pairs)
+    # Adapters and the tagging head train, nothing else.
+    assert stage["trainable_params"] == sum(a.size + b.size for a, b in pairs) + head
+    for folder in harness.CHECKPOINT_FOLDERS:  # As a run leaves them without keep_checkpoints.
+        shutil.rmtree(run.run_dir / folder, ignore_errors=True)
+    served = harness.check_task_run(run, ["Alice flew to Berlin today !"])
+    assert served["tags"].shape[0] == 1
+
+
+def _adapter_paths(f):
+    paths = []
+    f["adapters"].visititems(
+        lambda name, item: paths.append(name) if isinstance(item, h5py.Group) and "a" in item
+        else None)
+    return paths

@@ -44,15 +44,28 @@ HEAD_LAYERS = ("head_standardize", "head_hidden", "probabilities")
 
 
 def target_layers(encoder, unfreeze_groups, count):
-    """The query and value projections of the encoder's top `count` blocks.
+    """The layers a LoRA stage adapts in the encoder's top `count` blocks.
+
+    In a transformer, the attention's query and value projections; in a
+    convolutional network, the pointwise (1x1) convolutions, which hold
+    nearly all of an inverted-residual block's weights (the depthwise
+    convolutions are too small to be worth factorising).
 
     Returns:
-        A list of `keras.layers.EinsumDense`, in the encoder's order.
+        A list of `keras.layers.EinsumDense` or `keras.layers.Conv2D`, in
+        the encoder's order.
     """
     groups = unfreeze_groups[:count]
     return [layer for layer in encoder._flatten_layers(include_self=False)
-            if layer.name in TARGETS and hasattr(layer, "enable_lora")
+            if _is_target(layer)
             and any(in_group(layer.path.split("/")[0], group) for group in groups)]
+
+
+def _is_target(layer):
+    if isinstance(layer, keras.layers.EinsumDense):
+        return layer.name in TARGETS
+    return (type(layer) is keras.layers.Conv2D and tuple(layer.kernel_size) == (1, 1)
+            and layer.groups == 1)
 
 
 def enable(encoder, layers, rank, alpha=None, factorization=None):
@@ -77,9 +90,9 @@ def enable(encoder, layers, rank, alpha=None, factorization=None):
         layer.trainable = False
     for layer in layers:
         layer.trainable = True
-        if factorization == "full":
+        if factorization == "full" and isinstance(layer, keras.layers.EinsumDense):
             _enable_full(layer, rank, alpha)
-        else:
+        else:  # Keras' adapter of a 1x1 convolution is already `in x r + r x out`.
             layer.enable_lora(rank, lora_alpha=alpha)
         if layer.bias is not None:
             layer.bias.trainable = False  # PEFT's default (bias="none"): the adapters alone.
@@ -150,6 +163,13 @@ def count_params(weights):
     return int(sum(np.prod(w.shape) for w in weights))
 
 
+def describe_targets(layers):
+    """"query, value" or "1x1 convolutions": what `layers` are, for the log."""
+    dense = [layer for layer in layers if isinstance(layer, keras.layers.EinsumDense)]
+    names = sorted({layer.name for layer in dense})
+    return ", ".join(names + (["1x1 convolutions"] if len(dense) < len(layers) else []))
+
+
 def describe_trainable(model):
     """PEFT's line: trainable params, all params, trainable %."""
     trainable, total = count_params(model.trainable_weights), count_params(model.weights)
@@ -170,7 +190,7 @@ def save_adapters(path, layers, model, rank, alpha, base_fingerprint):
             of the encoder before the stage: what the adapter applies to.
     """
     with h5py.File(path, "w") as f:
-        full = hasattr(type(layers[0]), "_lora_base_class")
+        full = any(hasattr(type(layer), "_lora_base_class") for layer in layers)
         f.attrs.update({"rank": rank, "alpha": alpha, "base": base_fingerprint,
                         "factorization": "full" if full else "keras",
                         "format": "tfx_transfer.lora/1"})
@@ -237,15 +257,15 @@ def adapting(classifier, stage, path):
         The adapted layers.
 
     Raises:
-        ValueError: the top `stage.unfreeze` blocks hold no query or value
-            projection (an image backbone).
+        ValueError: the top `stage.unfreeze` blocks hold no layer LoRA
+            adapts (`target_layers`).
     """
     encoder = classifier.backbone
     layers = target_layers(encoder, classifier.unfreeze_groups, stage.unfreeze)
     if not layers:
         raise ValueError(f"Stage '{stage.name}': LoRA adapts attention query and value "
-                         f"projections, and the top {stage.unfreeze} block(s) of this "
-                         "backbone have none; it applies to text and token encoders.")
+                         f"projections and 1x1 convolutions, and the top {stage.unfreeze} "
+                         "block(s) of this backbone have none.")
     base = weights_fingerprint(encoder)
     enable(encoder, layers, stage.lora_rank, stage.lora_alpha)
     try:

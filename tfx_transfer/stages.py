@@ -20,14 +20,14 @@ finished stage (and mid-stage, from Keras' `BackupAndRestore`).
 
 import dataclasses
 import json
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from tfx_transfer import contrastive, features, lora, optimizers, probe, selection
+from tfx_transfer import contrastive, features, lora, optimizers, probe_stage, selection
 from tfx_transfer.progress import say, step
+from tfx_transfer.stage_types import Fitting, Objective, StageResult  # noqa: F401 (API)
 from tfx_transfer.stage_callbacks import (
     fit_guarded,
     logged_history,
@@ -45,67 +45,6 @@ STATE_FILE = "stages.json"
 KEPT_WEIGHTS = "kept.weights.h5"
 
 
-@dataclasses.dataclass(frozen=True)
-class StageResult:
-    """What one stage did.
-
-    Args:
-        name: str. The stage's name.
-        unfreeze: int. Backbone blocks that were trainable.
-        learning_rate: float. Its learning rate.
-        trainable_weights: int. Number of trainable weight tensors.
-        epochs_run: int. Epochs actually run (early stopping may cut them).
-        val_accuracy: float or None. Validation accuracy of its best epoch
-            (cross-validated, for a head chosen so); None for a stage that
-            has none (contrastive).
-        kept: bool. Whether its weights were kept: it beat the kept stage
-            before it beyond the noise (`tfx_transfer.selection`).
-        history: dict. Per-epoch metrics from `fit` (an "lbfgs" stage: its
-            C, val_loss and val_accuracy per C tried).
-        gain: float. Validation accuracy gained over the stage kept before.
-        gain_standard_error: float. The paired standard error of `gain`.
-        settings: dict. What the stage chose (an "lbfgs" stage: its C).
-        trainable_params: int. Number of trainable parameters.
-    """
-
-    name: str
-    unfreeze: int
-    learning_rate: float
-    trainable_weights: int
-    epochs_run: int
-    val_accuracy: float
-    kept: bool
-    history: dict
-    gain: float = 0.0
-    gain_standard_error: float = 0.0
-    settings: dict = dataclasses.field(default_factory=dict)
-    trainable_params: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class Objective:
-    """What every stage optimises and watches: the task's loss and metrics.
-
-    Args:
-        loss: str or `keras.losses.Loss`.
-        metrics: tuple. Compiled metrics; one of them, or of
-            `weighted_metrics`, must log as "accuracy", which early stopping
-            and stage selection watch on the validation data.
-        weighted_metrics: tuple or None. Metrics weighted by the dataset's
-            sample weights (the token task masks padding this way).
-        class_weight: dict or None. Class id -> loss weight, for `fit`.
-
-    Example:
-
-    >>> Objective(keras.losses.CategoricalCrossentropy(), class_weight={0: 1.0, 1: 3.0})
-    """
-
-    loss: object = "categorical_crossentropy"
-    metrics: tuple = ("accuracy",)
-    weighted_metrics: tuple | None = None
-    class_weight: dict | None = None
-
-
 def _read_state(run_dir):
     path = run_dir / STATE_FILE
     if not path.is_file():
@@ -118,18 +57,6 @@ def _write_state(run_dir, results):
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
     tmp.replace(path)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Fitting:
-    """What every stage's `compile` and `fit` share."""
-
-    run_dir: Path
-    objective: Objective
-    jit_compile: bool
-    verbose: int
-    callbacks: tuple
-    seed: int = 0
 
 
 def run_stages(
@@ -188,7 +115,7 @@ def run_stages(
     """
     run_dir = Path(run_dir)
     model = classifier.model
-    fitting = _Fitting(run_dir, objective, jit_compile, verbose, tuple(callbacks), seed)
+    fitting = Fitting(run_dir, objective, jit_compile, verbose, tuple(callbacks), seed)
     done = _read_state(run_dir)
     kept_path = run_dir / "checkpoints" / KEPT_WEIGHTS
     kept_path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,8 +154,8 @@ def run_stages(
             if best is not None and best_correct is None:  # Resumed after `best`.
                 best_correct = selection.correctness(model, val_data)
             with step(f"stage {stage.name}"):
-                if stage.optimizer == "lbfgs" and _probe_applies(target, on_features, stage):
-                    result, correct = _fit_probe_stage(target, cached, stage, fitting)
+                if stage.optimizer == "lbfgs" and probe_stage.probe_applies(target, on_features, stage):
+                    result, correct = probe_stage.fit_probe_stage(target, cached, stage, fitting)
                 else:
                     result, correct = _run_stage(target, classifier, stage, train, val,
                                                  fitting, backup=target is model)
@@ -260,76 +187,10 @@ def run_stages(
             and not best.settings.get("refit")):
         with step(f"stage {best.name}"):
             cached = cached or features.cached_head(model, train_data, val_data, caching)
-            results[results.index(best)] = _refit_probe(cached, best, objective.class_weight)
+            results[results.index(best)] = probe_stage.refit_probe(cached, best, objective.class_weight)
         save_weights_atomic(model, kept_path)
         _write_state(run_dir, results)
     return results
-
-
-def _refit_probe(cached, result, class_weight):
-    """Fits the kept L-BFGS head again on train + val features, at its chosen C."""
-    both = [np.concatenate(parts) for parts in zip(cached.train_arrays, cached.val_arrays)]
-    C = result.settings["C"]
-    _, rows = probe.fit_dense_head(cached.head, both, cached.val_arrays, class_weight,
-                                   grid=(C,))
-    say(f"Head '{result.name}' fitted again on training + validation features "
-        f"({rows} rows) at C={C:g}; its validation score is no longer held out.")
-    return dataclasses.replace(result, settings={**result.settings, "refit": True})
-
-
-def _probe_applies(head, on_features, stage):
-    """Whether an "lbfgs" stage can fit its head exactly; says why not, if not."""
-    names = {layer.name for layer in head.layers}
-    problem = ("the head has a hidden layer" if "head_hidden" in names
-               else None if on_features else "features are not cached (--no-cache-features)")
-    if problem:
-        say(f"Stage '{stage.name}': {problem}, so the L-BFGS fit does not apply; "
-            f"training with Adam at learning rate {stage.learning_rate:g} instead.")
-    return problem is None
-
-
-def _fit_probe_stage(head, cached, stage, fitting):
-    """Fits the softmax layer on the cached features (`tfx_transfer.probe`).
-
-    Like any stage it leaves `logs/<stage>.csv` (here one row per C tried)
-    and `checkpoints/<stage>.weights.h5`.
-    """
-    started = time.time()
-    groups = None
-    if not len(cached.val_arrays[0]):  # Cross-validated: the views of an example, one group.
-        # Row i of every view is example i % N: few-shot mode's stream is not shuffled.
-        examples = len(cached.train_arrays[0])
-        groups = np.arange(examples) % max(examples // cached.views, 1)
-    fit, rows = probe.fit_dense_head(head, cached.train_arrays, cached.val_arrays,
-                                     fitting.objective.class_weight, groups=groups)
-    # Without a validation split (few-shot mode) the rows' out-of-fold scores stand in.
-    correct = fit.held_out_correct if fit.folds else selection.correctness(head, cached.val)
-    chooser = (f"{fit.folds}-fold cross-validated log-loss over the training rows (accuracy "
-               f"{fit.scores[fit.C]['val_accuracy']:.4f}, sd over folds "
-               f"{fit.scores[fit.C]['fold_accuracy_sd']:.4f})" if fit.folds
-               else "validation log-loss")
-    say(f"\nStage '{stage.name}': softmax head fitted by L-BFGS on {rows} "
-        f"cached feature rows in {time.time() - started:.0f} s; C={fit.C:g} chosen by "
-        f"{chooser} of C in {list(fit.scores)}")
-    history = {
-        "C": list(fit.scores),
-        **{key: [score[key] for score in fit.scores.values()]
-           for key in ("val_loss", "val_accuracy")},
-    }
-    for folder in ("logs", "checkpoints"):
-        (fitting.run_dir / folder).mkdir(parents=True, exist_ok=True)
-    rows = zip(*history.values())
-    (fitting.run_dir / "logs" / f"{stage.name}.csv").write_text(
-        "\n".join([",".join(history), *(",".join(f"{v:g}" for v in row) for row in rows)]) + "\n")
-    save_weights_atomic(head, fitting.run_dir / "checkpoints" / f"{stage.name}.weights.h5")
-    return StageResult(
-        name=stage.name, unfreeze=0, learning_rate=stage.learning_rate,
-        trainable_weights=2, epochs_run=0, val_accuracy=float(np.mean(correct)),
-        kept=False, history=history,
-        settings={"C": fit.C, **({"folds": fit.folds, "fold_accuracy_sd": round(
-            fit.scores[fit.C]["fold_accuracy_sd"], 4)} if fit.folds else {})},
-        trainable_params=int(fit.kernel.size + fit.bias.size),
-    ), correct
 
 
 def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=True):
@@ -340,8 +201,9 @@ def _run_stage(model, classifier, stage, train_data, val_data, fitting, backup=T
     with lora.adapting(classifier, stage,
                        fitting.run_dir / "checkpoints" / f"{stage.name}.lora.h5") as adapted:
         return _fit_stage(model, stage, train_data, val_data, fitting, backup,
-                          note=f"; LoRA rank {stage.lora_rank} on {len(adapted)} query/value "
-                               f"projections: {lora.describe_trainable(model)}")
+                          note=f"; LoRA rank {stage.lora_rank} on {len(adapted)} layers "
+                               f"({lora.describe_targets(adapted)}): "
+                               f"{lora.describe_trainable(model)}")
 
 
 def _fit_stage(model, stage, train_data, val_data, fitting, backup, note=""):

@@ -73,6 +73,9 @@ def describe_plan(stages, classifier):
                 group[0].rstrip("_") for group in unfreeze_groups[: stage.unfreeze]
             )
             what = f"head + top {stage.unfreeze} backbone block(s) [{names}]"
+            if stage.lora_rank:
+                what = (f"head + rank-{stage.lora_rank} LoRA adapters in the top "
+                        f"{stage.unfreeze} backbone block(s) [{names}], their weights frozen")
         if stage.loss == "contrastive":
             what = what.replace("head + top", "top")
             how = (f"SetFit's contrastive loss on pairs of training examples, dropout on "
