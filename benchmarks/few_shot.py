@@ -145,7 +145,8 @@ def mode_accuracy(task, train, picked, test, class_names, seed, forced=None):
         options["few_shot"] = forced
     run = api.fine_tune(data, task="images" if task == "images" else "text", seed=seed,
                         output_dir=os.path.join(root, "runs"), verbose=False, **options)
-    assert run.metrics["few_shot"]["on"] == (forced is not False), run.metrics.get("few_shot")
+    on = run.metrics.get("few_shot", {}).get("on", False)  # No entry when the mode is off.
+    assert on == (forced is not False), run.metrics.get("few_shot")
     return run.metrics["accuracy"]
 
 

@@ -19,6 +19,11 @@ EfficientNet-Lite0 (`IMAGE_CONFIGS`): the top blocks unfrozen against LoRA
 on their 1x1 convolutions.
 
     python benchmarks/lora.py --task images --epochs 4 --lora-learning-rate 2e-3 --seeds 3
+
+`--serving N` times instead the exported SavedModel with the adapters merged
+(what a run exports) against one that recomputes them on every call.
+
+    python benchmarks/lora.py --serving 50
 """
 
 import argparse
@@ -112,6 +117,68 @@ def run_one(settings, paths, epochs, out, seed=0):
         }, f)
 
 
+def serving(repeats, rank=8, factorizations=("full", "keras")):
+    """Serving latency of a SavedModel with the adapters merged vs recomputed per call.
+
+    The text classifier with rank-`rank` adapters on its 6 layers' query and
+    value projections (B drawn at random, as after training) is exported
+    twice: adapters on (what `model.export` of a LoRA model serves: `W + A B`
+    every call) and merged (what a run exports). Both SavedModels are loaded
+    in this process and called on raw strings, alternately, `repeats` times
+    a batch size.
+
+    Returns:
+        {factorization: {batch: {"merged_ms": p50, "unmerged_ms": p50}}}.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tfx_transfer import export, lora, tasks
+    from tfx_transfer.config import RunConfig
+
+    task = tasks.get_task("text")
+    config = tasks.resolve(RunConfig(task="text"))
+    backbone = task.prepare_backbone(config)
+    pretrained = backbone.encoder.get_weights()
+    texts = [f"parcel {i} never arrived, and nobody at the depot answers the phone"
+             for i in range(32)]
+    folder = tempfile.mkdtemp(prefix="lora-serving-")
+    result = {}
+    for factorization in factorizations:
+        keras.utils.set_random_seed(0)
+        backbone.encoder.set_weights(pretrained)
+        classifier = task.build_classifier(backbone, 3, config.model)
+        layers = lora.target_layers(classifier.backbone, classifier.unfreeze_groups, 6)
+        lora.enable(classifier.backbone, layers, rank, factorization=factorization)
+        for layer in layers:
+            layer.lora_kernel_b.assign(0.01 * np.random.default_rng(0).standard_normal(
+                layer.lora_kernel_b.shape).astype("float32"))
+        served = {}
+        for name in ("unmerged", "merged"):
+            if name == "merged":
+                lora.merge(layers)
+            path = f"{folder}/{factorization}-{name}"
+            export.export_run(classifier.model, task.serving_fn(classifier, ["a", "b", "c"]),
+                              ["a", "b", "c"], path, track=task.export_objects(classifier))
+            served[name] = tf.saved_model.load(f"{path}/saved_model").signatures[
+                "serving_default"]
+        result[factorization] = {}
+        for batch in (1, 32):
+            inputs = tf.constant(texts[:batch])
+            times = {name: [] for name in served}
+            for _ in range(3):  # Warm-up.
+                for fn in served.values():
+                    fn(text=inputs)
+            for _ in range(repeats):
+                for name, fn in served.items():
+                    started = time.perf_counter()
+                    fn(text=inputs)
+                    times[name].append(1000 * (time.perf_counter() - started))
+            result[factorization][batch] = {f"{name}_ms": float(np.median(t))
+                                            for name, t in times.items()}
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -122,8 +189,19 @@ def main():
     parser.add_argument("--lora-learning-rate", type=float, default=5e-4)
     parser.add_argument("--seeds", type=int, default=1,
                         help="runs a config (initialisation, shuffles, dropout); mean +- sd")
+    parser.add_argument("--serving", type=int, metavar="REPEATS",
+                        help="instead: serving latency of the SavedModel with adapters merged "
+                             "vs recomputed per call (text, r=8), median of REPEATS calls")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serving:
+        print("| factorisation | batch | merged (a run's export) ms | unmerged ms | ratio |")
+        print("|---|---|---|---|---|")
+        for factorization, rows in serving(args.serving).items():
+            for batch, r in rows.items():
+                print(f"| {factorization} | {batch} | {r['merged_ms']:.1f} | "
+                      f"{r['unmerged_ms']:.1f} | {r['unmerged_ms'] / r['merged_ms']:.2f} |")
+        return
     configs = IMAGE_CONFIGS if args.task == "images" else CONFIGS
     if args.one:
         name, paths, out, seed = json.loads(args.one)

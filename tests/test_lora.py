@@ -214,3 +214,43 @@ def _adapter_paths(f):
         lambda name, item: paths.append(name) if isinstance(item, h5py.Group) and "a" in item
         else None)
     return paths
+
+
+def test_lora_on_an_image_backbone_adapts_the_top_blocks_1x1_convolutions(tmp_path):
+    import conftest
+
+    classifier = conftest.lite0_classifier(3, 64)
+    base = {w.path: w.numpy().copy() for w in classifier.backbone.weights}
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (16, 64, 64, 3)).astype("float32")
+    labels = keras.utils.to_categorical(np.arange(16) % 3, 3)
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    stage = StageConfig(name="lora", unfreeze=2, learning_rate=1e-2, epochs=2, patience=5,
+                        lora_rank=RANK)
+    (result,) = stages.run_stages(classifier, [stage], data, data, tmp_path,
+                                  objective=stages.Objective(), verbose=0)
+    assert result.kept  # The first stage: its adapter is the run's.
+    with h5py.File(tmp_path / lora.ADAPTERS_FILE) as f:
+        assert f.attrs["factorization"] == "keras"  # A 1x1 kernel's: in x r + r x out.
+        adapted = {name: (f[f"adapters/{name}/a"][()], f[f"adapters/{name}/b"][()])
+                   for name in _adapter_paths(f)}
+    # The top block's expand and project convolutions and the head's conv;
+    # not the depthwise convolution, nor anything lower.
+    assert sorted(name.rpartition("/")[2] for name in adapted) == [
+        "block15_expand_conv", "block15_project_conv", "top_conv"]
+    shapes = {name.rpartition("/")[2]: a.shape[-2:] + b.shape[-1:]
+              for name, (a, b) in adapted.items()}
+    assert shapes == {"block15_expand_conv": (192, RANK, 1152),
+                      "block15_project_conv": (1152, RANK, 320), "top_conv": (320, RANK, 1280)}
+    head = classifier.model.get_layer("probabilities").count_params()
+    assert result.trainable_params == RANK * (192 + 1152 + 1152 + 320 + 320 + 1280) + head
+    by_layer = {name.rpartition("/")[2]: pair for name, pair in adapted.items()}
+    for weight in classifier.backbone.weights:
+        layer = weight.path.split("/")[0]
+        if layer in by_layer and weight.path.endswith("kernel"):
+            a, b = by_layer[layer]
+            assert np.abs(b).max() > 0
+            delta = (a.reshape(-1, RANK) @ b).reshape(base[weight.path].shape)
+            np.testing.assert_allclose(weight.numpy(), base[weight.path] + delta, atol=1e-6)
+        else:  # BatchNorm statistics, depthwise and lower kernels: untouched.
+            np.testing.assert_array_equal(weight.numpy(), base[weight.path], err_msg=weight.path)
