@@ -132,6 +132,30 @@ def test_the_mode_switches_on_below_the_threshold_and_says_why(tmp_path):
                        DEFAULTS["tokens"], groups)
 
 
+def test_too_few_to_carve_a_validation_split_reads_without_one_when_the_mode_applies(tmp_path):
+    # 3 tickets a class: a 15% validation split cannot hold all 3 classes.
+    train_csv = harness.write_tickets_csv(tmp_path / "train.csv", per_template=1)
+    test_csv = tmp_path / "test.csv"
+    test_csv.write_text("text,label\nrefund order 77 please,billing\n"
+                        "box 77 lost in transit,delivery\nsuperb help 77,praise\n")
+    config = tasks.resolve(RunConfig(task="text", data=DataConfig(
+        path=str(train_csv), test_path=str(test_csv))))
+    task = tasks.get_task("text")
+    with pytest.raises(ValueError, match="Split 'val' is too small"):
+        task.read_data(config.data)
+    data = few_shot.read_data(task, config)
+    assert len(data.splits["val"]) == 0 and len(data.splits["train"]) == 9
+    assert len(data.splits["test"]) == 3
+    _, on_data, decision = few_shot.apply(config, data, task.defaults, ("a",) * 7)
+    assert decision.on and "cross-validation" in decision.reason
+    assert on_data.splits["train"] == data.splits["train"]
+    # Where the mode would not take the run, the error stands, naming the fix.
+    for off in (dataclasses.replace(config, few_shot=False),
+                dataclasses.replace(config, stages=(StageConfig("head", 0, 1e-3, 5),))):
+        with pytest.raises(ValueError, match="val_fraction="):
+            few_shot.read_data(task, off)
+
+
 def test_a_few_shot_run_reports_the_mode_exports_and_serves(tmp_path):
     data = harness.write_tickets_csv(tmp_path / "tickets.csv", per_template=3)
     config = RunConfig(task="text", output_dir=str(tmp_path / "runs"),

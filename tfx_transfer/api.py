@@ -267,10 +267,11 @@ class Run:
         >>> len(examples) == len(labels) == run.metrics["num_examples"]
         True
         """
+        from tfx_transfer import few_shot
         from tfx_transfer.tasks import get_task
 
         with progress.verbosity(progress.QUIET):
-            data = get_task(self.config.task).read_data(self.config.data)
+            data = few_shot.read_data(get_task(self.config.task), self.config)
         split = data.splits["test"]
         if self.config.task == "tokens":
             return ([" ".join(s.words) for s in split], [list(s.tags) for s in split])

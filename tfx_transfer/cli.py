@@ -284,10 +284,10 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
               help="Backbone blocks, from the top, the first fine-tuning stage "
                    "unfreezes. " + _fine_tune(lambda stage: stage.unfreeze))
 @click.option("--lora-rank", type=click.IntRange(min=0),
-              help="Text, tokens: fine-tuning stages train rank-R LoRA adapters on the "
-                   "unfrozen blocks' attention query/value projections (and the head), the "
-                   "encoder frozen; adapters.lora.h5 holds them. Their learning rate is "
-                   "2e-3 unless --fine-tune-learning-rate. [default: 0, off]")
+              help="Fine-tuning stages train rank-R LoRA adapters on the unfrozen blocks' "
+                   "attention query/value projections (images: 1x1 convolutions) and the "
+                   "head, the backbone frozen; adapters.lora.h5 holds them. Their learning "
+                   "rate is 2e-3 unless --fine-tune-learning-rate. [default: 0, off]")
 @click.option("--lora-alpha", type=click.FloatRange(min=0, min_open=True),
               help="LoRA adapters are scaled by alpha / rank. [default: the rank]")
 @click.option("--augment/--no-augment", default=None,

@@ -184,8 +184,8 @@ class StageConfig:
             the pairs.
         lora_rank: int. 0 trains the unfrozen blocks' weights; r > 0
             freezes them and trains rank-r adapters on the attention query
-            and value projections of those blocks, plus the head
-            (`tfx_transfer.lora`; text and token encoders).
+            and value projections (image backbones: the 1x1 convolutions)
+            of those blocks, plus the head (`tfx_transfer.lora`).
         lora_alpha: float or None. The adapters' scale is
             `lora_alpha / lora_rank`; None means `lora_rank` (scale 1).
     """

@@ -20,7 +20,7 @@ a resumed run makes the same one, and to `data_report.json`,
 
 import dataclasses
 
-from tfx_transfer.data.splits import Split, sorted_split
+from tfx_transfer.data.splits import Split, SplitTooSmall, sorted_split
 
 THRESHOLD = 16
 
@@ -44,6 +44,36 @@ class Decision:
         """The JSON-able entry of `data_report.json` and `metrics.json`."""
         return {"on": self.on, "per_class": round(self.per_class, 2),
                 "threshold": THRESHOLD, "reason": self.reason}
+
+
+def read_data(task, config):
+    """`task.read_data`, without the validation split when it cannot be carved and the mode applies.
+
+    With 4 images of each of 10 classes a 15% validation split cannot hold
+    every class, and reading fails before the mode could say that it
+    carves none; this reads the data again without it when few-shot mode
+    may take the run (`config.few_shot` not False, the default plan or
+    `--few-shot`, and below `THRESHOLD` a class). Otherwise the error stands.
+
+    Args:
+        task: `tfx_transfer.tasks.Task`.
+        config: `tfx_transfer.config.RunConfig`, resolved.
+
+    Returns:
+        The task's data, as `task.read_data` returns it.
+    """
+    try:
+        return task.read_data(config.data)
+    except SplitTooSmall as error:
+        plan = task.defaults.few_shot_stages
+        may = plan is not None and (config.few_shot or (
+            config.few_shot is None and config.stages == task.defaults.stages))
+        if error.carving != "val" or not may:
+            raise
+        data = task.read_data(config.data, val_fraction=0.0)
+        if not config.few_shot and len(data.splits["train"]) / data.num_classes >= THRESHOLD:
+            raise
+        return data
 
 
 def apply(config, data, defaults, unfreeze_groups):
@@ -71,8 +101,10 @@ def apply(config, data, defaults, unfreeze_groups):
     >>> decision.reason
     'Few-shot mode: 8.0 training examples a class (below 16) ...'
     """
-    # Drawn from the training data, not read from a file the user gave.
-    carved = "val" in data.carved_splits or data.split_source == "seeded split"
+    # Drawn from the training data, not read from a file the user gave (or
+    # none, when `read_data` could not carve one).
+    carved = ("val" in data.carved_splits or data.split_source == "seeded split"
+              or not len(data.splits["val"]))
     count = len(data.splits["train"]) + (len(data.splits["val"]) if carved else 0)
     per_class = count / data.num_classes
     plan = defaults.few_shot_stages

@@ -30,7 +30,7 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
-from tfx_transfer import export
+from tfx_transfer import export, few_shot
 from tfx_transfer.data.pipeline import decode_and_resize
 from tfx_transfer.progress import tracked
 
@@ -230,7 +230,7 @@ def export_run(run_dir, variants=VARIANTS):
             "serve), or run the encoder on a server.")
     task = tasks.get_task("images")  # Registers the custom layers model.keras holds.
     model = keras.saving.load_model(run_dir / export.KERAS_FILE)
-    data = task.read_data(config.data)
+    data = few_shot.read_data(task, config)  # As the run read it.
     # The model's own input size: config.yaml leaves it None for the backbone's native one.
     image_size = int(model.input_shape[1])
     return export_tflite(model, run_dir, image_size, data.splits["test"],

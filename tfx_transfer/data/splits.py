@@ -174,6 +174,14 @@ def _subset(split, indices):
     )
 
 
+class SplitTooSmall(ValueError):
+    """Carving a split left a part without every class; `carving` names the split ("val", "test")."""
+
+    def __init__(self, message, carving):
+        super().__init__(message)
+        self.carving = carving
+
+
 def _too_small_error(split, part_name, cut):
     counts = split.class_counts(len(cut.class_names))
     smallest = int(np.argmin(counts))
@@ -184,20 +192,20 @@ def _too_small_error(split, part_name, cut):
         f"examples of the {len(split)} being split."
     )
     if counts[smallest] < 3:
-        return ValueError(
+        return SplitTooSmall(
             f"{head} Every class needs a usable example in every split (3 for "
-            "train, val and test); add examples to it."
+            "train, val and test); add examples to it.", cut.name
         )
     if part_name == "train":
-        return ValueError(
+        return SplitTooSmall(
             f"{head} Use a smaller {cut.name}_fraction, or add examples to "
-            "the smallest classes."
+            "the smallest classes.", cut.name
         )
     # The carved part needs one example of the smallest class and one per
     # class overall; the larger bound decides, scaled back to the whole.
     needed = max(1 / counts[smallest], len(cut.class_names) / len(split))
     suggestion = math.ceil(needed * cut.rest_share * 20) / 20
-    return ValueError(
+    return SplitTooSmall(
         f"{head} Use {cut.name}_fraction={suggestion:.2f} or more, or add "
-        "examples to the smallest classes."
+        "examples to the smallest classes.", cut.name
     )

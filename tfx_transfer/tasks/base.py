@@ -73,8 +73,13 @@ class Task(abc.ABC):
         """
 
     @abc.abstractmethod
-    def read_data(self, data_config):
+    def read_data(self, data_config, val_fraction=None):
         """Reads, checks and splits the examples; `path=None` reads the bundled demo.
+
+        Args:
+            data_config: `tfx_transfer.config.DataConfig`.
+            val_fraction: float or None. Overrides the config's; 0 carves
+                no validation split (`tfx_transfer.few_shot.read_data`).
 
         Returns:
             Data with `class_names`, `num_classes`, `splits` and `report()`.

@@ -36,11 +36,11 @@ class ImagesTask(ClassificationTask):
             config.model.backbone, config.model.weights, config.data.image_size
         )
 
-    def read_data(self, data_config):
+    def read_data(self, data_config, val_fraction=None):
         data_config = tfds_source.local_data_config(data_config, self.name)
         return folders.read_image_folder(
             data_config.path or bundled.bundled_data_dir("fashion_mnist"),
-            val_fraction=data_config.val_fraction,
+            val_fraction=data_config.val_fraction if val_fraction is None else val_fraction,
             test_fraction=data_config.test_fraction,
             seed=data_config.seed,
         )

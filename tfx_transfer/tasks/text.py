@@ -28,7 +28,7 @@ class TextTask(EncoderTask, ClassificationTask):
     name = "text"
     defaults = defaults.TEXT
 
-    def read_data(self, data_config):
+    def read_data(self, data_config, val_fraction=None):
         """Reads, checks, de-duplicates and splits the texts; None reads BBC News."""
         data_config = tfds_source.local_data_config(data_config, self.name)
         if data_config.path is None:
@@ -40,7 +40,7 @@ class TextTask(EncoderTask, ClassificationTask):
             encoding=encoding,
             text_column=data_config.text_column,
             label_column=data_config.label_column,
-            val_fraction=data_config.val_fraction,
+            val_fraction=data_config.val_fraction if val_fraction is None else val_fraction,
             test_fraction=data_config.test_fraction,
             seed=data_config.seed,
             skip_bad_rows=data_config.skip_bad_rows,

@@ -33,14 +33,14 @@ class TokensTask(EncoderTask):
     name = "tokens"
     defaults = defaults.TOKENS
 
-    def read_data(self, data_config):
+    def read_data(self, data_config, val_fraction=None):
         """Reads and splits CoNLL-style `token TAG` files; None reads WNUT-16."""
         data_config = tfds_source.local_data_config(data_config, self.name)
         return conll.read_token_data(
             data_config.path or bundled.bundled_conll_path(),
             val_path=data_config.val_path,
             test_path=data_config.test_path,
-            val_fraction=data_config.val_fraction,
+            val_fraction=data_config.val_fraction if val_fraction is None else val_fraction,
             test_fraction=data_config.test_fraction,
             seed=data_config.seed,
             skip_bad_rows=data_config.skip_bad_rows,

@@ -170,7 +170,7 @@ def _run(task, config, run_dir, distribution, timings):
     with progress.step("data"):
         # Before the run directory exists: a run that fails on its input
         # (an empty folder, one class, a missing column) leaves nothing behind.
-        data = task.read_data(config.data)
+        data = few_shot.read_data(task, config)
     config, data, mode = few_shot.apply(config, data, task.defaults, backbone.unfreeze_groups)
     if mode.reason:
         progress.say(mode.reason)
