@@ -26,7 +26,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
@@ -42,7 +41,7 @@ from tfx_transfer.data import (
 )
 from tfx_transfer.data.pipeline import make_image_dataset
 from tfx_transfer.data.splits import Split
-from tfx_transfer import few_shot, probe
+from tfx_transfer import probe
 from tfx_transfer.contrastive import (
     BATCH_PAIRS,
     MAX_PAIRS,
@@ -114,7 +113,7 @@ def mode_accuracy(task, train, picked, test, class_names, seed, forced=None):
     The k shots are written as a folder of images or a CSV, the demo's
     test split beside them (`test/`, `--test`), and `fine_tune` trains,
     scores and exports with its defaults. `forced`: None lets the mode
-    decide (below `few_shot.THRESHOLD` a class it turns on by itself), True
+    decide (below the task's `few_shot_below` a class it turns on by itself), True
     forces it (`--few-shot`), False turns it off (`--no-few-shot`).
     """
     import csv
@@ -155,7 +154,7 @@ def accuracy(train_x, train_y, test_x, test_y):
     return float(np.mean(model.predict(test_x) == test_y))
 
 
-def run_task(task, shots, seeds, setfit=False, save=None, mode=False):
+def run_task(task, shots, seeds, setfit=False, save=None, mode=False, compare_from=10**9):
     """{method: {k: [accuracy per seed]}} for one demo."""
     if task == "text":
         data = read_text_data(bundled_text_dir(), encoding=BUNDLED_TEXT_ENCODING)
@@ -202,10 +201,11 @@ def run_task(task, shots, seeds, setfit=False, save=None, mode=False):
             print(f"{task}: SetFit, {k} per class, seed {seed}: {score:.3f} (C=1 on unit "
                   f"vectors), {mode:.3f} (the mode's head, C={fit.C:g})", flush=True)
         if mode:
-            # At THRESHOLD a class and above the mode is off unless forced;
-            # there the default run (what a user gets) is measured beside it.
+            # Where the mode is off unless forced, the default run (what a
+            # user gets) is measured beside it.
             runs = {"few-shot mode (fine_tune)": True}
-            if k >= few_shot.THRESHOLD:
+            if (k >= DEFAULTS["images" if task == "images" else "text"].few_shot_below
+                    or k >= compare_from):
                 runs["default run, mode off (fine_tune)"] = False
             for name, forced in runs.items():
                 started = time.time()
@@ -224,15 +224,18 @@ def main():
     parser.add_argument("--setfit", action="store_true",
                         help="text: also SetFit's contrastive fine-tune (a minute a seed)")
     parser.add_argument("--save", help="a folder: keep the tuned embeddings, one .npz a draw")
+    parser.add_argument("--compare-from", type=int, default=10**9, metavar="K",
+                        help="with --mode: the default run (mode off) beside it from K a class "
+                             "up, below the task's threshold too")
     parser.add_argument("--mode", action="store_true",
                         help="also the product's few-shot mode, end to end through fine_tune "
-                             "(a minute or two a draw); at THRESHOLD a class and above, the "
+                             "(a minute or two a draw); where the mode would be off, the "
                              "default run with the mode off beside it")
     args = parser.parse_args()
     shots = [int(k) for k in args.shots.split(",")]
     for task in args.tasks.split(","):
         results, test_size, classes = run_task(task, shots, args.seeds, args.setfit, args.save,
-                                               args.mode)
+                                               args.mode, args.compare_from)
         print(f"\n{task}: {classes} classes, {test_size} test examples, {args.seeds} seeds; "
               "accuracy mean +- sd")
         print(f"| per class | {' | '.join(results)} |")

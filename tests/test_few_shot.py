@@ -104,7 +104,8 @@ def test_the_mode_switches_on_below_the_threshold_and_says_why(tmp_path):
     on_config, on_data, decision = few_shot.apply(config, few, defaults, groups)
     assert decision.on and on_config.few_shot is True
     assert on_config.stages == defaults.few_shot_stages
-    assert "below 16" in decision.reason and "cross-validation" in decision.reason
+    below = defaults.few_shot_below
+    assert f"below {below}" in decision.reason and "cross-validation" in decision.reason
     # The carved validation split trains; the test split stays held out.
     assert len(on_data.splits["val"]) == 0
     assert len(on_data.splits["train"]) == len(few.splits["train"]) + len(few.splits["val"])
@@ -116,7 +117,8 @@ def test_the_mode_switches_on_below_the_threshold_and_says_why(tmp_path):
     again = few_shot.apply(on_config, few, defaults, groups)
     assert again[0] == on_config and again[1].splits == on_data.splits
     # Enough data: off, silently; --no-few-shot: off, said; --few-shot: on.
-    many = read_tickets(tmp_path, 8)  # 24 a class
+    many = read_tickets(tmp_path, below // 2)  # 3 templates a class: 1.5 x `below`
+    assert len(many.splits["train"]) + len(many.splits["val"]) >= 3 * below
     assert few_shot.apply(config, many, defaults, groups)[2].on is False
     off = few_shot.apply(dataclasses.replace(config, few_shot=False), few, defaults, groups)
     assert not off[2].on and "--no-few-shot" in off[2].reason and off[1] is few
@@ -169,7 +171,7 @@ def test_a_few_shot_run_reports_the_mode_exports_and_serves(tmp_path):
     report = (result.run_dir / "report.txt").read_text()
     assert "Few-shot mode: " in report and "cross-validated; optimistic" in report
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
-    assert metrics["few_shot"]["on"] and metrics["few_shot"]["threshold"] == 16
+    assert metrics["few_shot"]["on"] and metrics["few_shot"]["threshold"] == DEFAULTS["text"].few_shot_below
     # A handful of test examples: the interval shows how little the score says.
     low, high = metrics["accuracy_interval"]
     assert low < metrics["accuracy"] <= high and high - low > 0.3
@@ -186,7 +188,7 @@ def test_a_few_shot_run_reports_the_mode_exports_and_serves(tmp_path):
 def test_the_default_batch_is_cut_to_a_small_training_set_and_a_chosen_one_is_not(capsys):
     from tfx_transfer.train import pipeline
 
-    # 16 tweets of each of 2 classes: not few-shot (16 a class), 27 left to train on.
+    # 16 tweets of each of 2 classes with --no-few-shot: 27 left to train on.
     config = tasks.resolve(RunConfig(task="text"))
     cut = pipeline.default_batch_cut(config, 27)
     assert cut.data.batch_size == 27 and "batches of 27" in capsys.readouterr().out

@@ -1,7 +1,8 @@
 """Few-shot mode: what a run changes when it has a handful of labelled examples a class.
 
-Below `THRESHOLD` training examples a class on average (counting the
-validation split the run would carve), or when asked (`--few-shot`):
+Below the task's `few_shot_below` training examples a class on average
+(`tfx_transfer.tasks.defaults`; counting the validation split the run
+would carve), or when asked (`--few-shot`):
 
 - no validation split is carved; its examples train too. Four held-out
   posts score a model to within +-0.5, and they are a sixth of the data;
@@ -22,9 +23,6 @@ import dataclasses
 
 from tfx_transfer.data.splits import Split, SplitTooSmall, sorted_split
 
-THRESHOLD = 16
-
-
 @dataclasses.dataclass(frozen=True)
 class Decision:
     """Whether a run is in few-shot mode, and why.
@@ -34,16 +32,18 @@ class Decision:
         per_class: float. Training examples a class (with the validation
             split the run would carve).
         reason: str. One sentence for the log and the report.
+        threshold: int. The task's `few_shot_below`.
     """
 
     on: bool
     per_class: float
     reason: str
+    threshold: int = 0
 
     def report(self):
         """The JSON-able entry of `data_report.json` and `metrics.json`."""
         return {"on": self.on, "per_class": round(self.per_class, 2),
-                "threshold": THRESHOLD, "reason": self.reason}
+                "threshold": self.threshold, "reason": self.reason}
 
 
 def read_data(task, config):
@@ -53,7 +53,8 @@ def read_data(task, config):
     every class, and reading fails before the mode could say that it
     carves none; this reads the data again without it when few-shot mode
     may take the run (`config.few_shot` not False, the default plan or
-    `--few-shot`, and below `THRESHOLD` a class). Otherwise the error stands.
+    `--few-shot`, and below the task's `few_shot_below` a class). Otherwise
+    the error stands.
 
     Args:
         task: `tfx_transfer.tasks.Task`.
@@ -71,7 +72,8 @@ def read_data(task, config):
         if error.carving != "val" or not may:
             raise
         data = task.read_data(config.data, val_fraction=0.0)
-        if not config.few_shot and len(data.splits["train"]) / data.num_classes >= THRESHOLD:
+        if (not config.few_shot
+                and len(data.splits["train"]) / data.num_classes >= task.defaults.few_shot_below):
             raise
         return data
 
@@ -82,7 +84,7 @@ def apply(config, data, defaults, unfreeze_groups):
     Args:
         config: `tfx_transfer.config.RunConfig`, resolved. Its `few_shot`:
             True forces the mode, False turns it off, None decides by
-            `THRESHOLD`.
+            `defaults.few_shot_below`.
         data: the task's data (`LabelledData`), as read.
         defaults: the task's `TaskDefaults`, for its plans.
         unfreeze_groups: the backbone's blocks; a plan asks for no more.
@@ -107,16 +109,18 @@ def apply(config, data, defaults, unfreeze_groups):
               or not len(data.splits["val"]))
     count = len(data.splits["train"]) + (len(data.splits["val"]) if carved else 0)
     per_class = count / data.num_classes
+    threshold = defaults.few_shot_below
     plan = defaults.few_shot_stages
     if plan is None and config.few_shot:
         raise ValueError(f"Task {config.task!r} has no few-shot mode; leave --few-shot out.")
-    if plan is None or (config.few_shot is None and per_class >= THRESHOLD):
-        return config, data, Decision(False, per_class, "")
+    if plan is None or (config.few_shot is None and per_class >= threshold):
+        return config, data, Decision(False, per_class, "", threshold)
     if config.few_shot is False or (config.few_shot is None and config.stages != defaults.stages):
         why = ("off (--no-few-shot)" if config.few_shot is False else
                "not applied: the stage plan was given (--few-shot applies its own)")
         return config, data, Decision(
-            False, per_class, f"Few-shot mode {why}; {per_class:.1f} training examples a class.")
+            False, per_class, f"Few-shot mode {why}; {per_class:.1f} training examples a class.",
+            threshold)
     given = config.stages if any(s.loss == "contrastive" for s in config.stages) else plan
     stages = tuple(dataclasses.replace(s, unfreeze=min(s.unfreeze, len(unfreeze_groups)))
                    for s in given)
@@ -130,11 +134,11 @@ def apply(config, data, defaults, unfreeze_groups):
     batch_size = min(config.data.batch_size, len(data.splits["train"]))
     config = dataclasses.replace(config, few_shot=True, stages=stages,
                                  data=dataclasses.replace(config.data, batch_size=batch_size))
-    why = (f"below {THRESHOLD}" if per_class < THRESHOLD else "asked for with --few-shot")
+    why = (f"below {threshold}" if per_class < threshold else "asked for with --few-shot")
     validation = ("no validation split: its examples train too, and the head's L2 strength is "
                   "chosen by cross-validation over the training examples" if carved else
                   "the given validation split chooses the head's L2 strength")
     reason = (f"Few-shot mode: {per_class:.1f} training examples a class ({why}); "
               f"{validation}; plan: {' then '.join(s.name for s in stages)}. "
               "--no-few-shot turns it off.")
-    return config, data, Decision(True, per_class, reason)
+    return config, data, Decision(True, per_class, reason, threshold)

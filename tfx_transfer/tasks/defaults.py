@@ -26,6 +26,8 @@ class TaskDefaults:
             fine-tuning stages.
         few_shot_stages: tuple of StageConfig or None. The plan of few-shot
             mode (`tfx_transfer.few_shot`); None: the task has no such mode.
+        few_shot_below: int. Few-shot mode turns on by itself below this
+            many training examples a class.
     """
 
     backbone: str
@@ -35,6 +37,7 @@ class TaskDefaults:
     sequence_length: int | None
     stages: tuple[StageConfig, ...]
     few_shot_stages: tuple[StageConfig, ...] | None = None
+    few_shot_below: int = 16
 
 IMAGES = TaskDefaults(
     backbone="efficientnet_lite0",
