@@ -347,7 +347,8 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 @click.option("--few-shot/--no-few-shot", default=None,
               help="Few-shot mode: no validation split, the task's few-shot plan (text: "
                    "SetFit's contrastive stage, then the head), the head's L2 by "
-                   "cross-validation. [default: on below 16 training examples a class]")
+                   "cross-validation. [default: on below 100 training examples a class "
+                   "(text), 16 (images)]")
 @click.option("--strategy", type=click.Choice(STRATEGIES),
               help="tf.distribute strategy; auto: a TPU if one is named (--tpu, TPU_NAME, "
                    "COLAB_TPU_ADDR), multi-worker if TF_CONFIG names several workers, "

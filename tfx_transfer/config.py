@@ -263,8 +263,8 @@ class RunConfig:
             determinism and sequential augmentation (slower).
         few_shot: bool or None. Few-shot mode (`tfx_transfer.few_shot`):
             no validation split, the task's few-shot plan, settings chosen
-            by cross-validation. None turns it on below 16 training
-            examples a class.
+            by cross-validation. None turns it on below the task's
+            `few_shot_below` training examples a class (text 100, images 16).
         keep_checkpoints: bool. Keep every stage's checkpoint and the
             epoch backups once the run has finished; by default only what
             resuming, evaluating and serving need is kept.
