@@ -101,7 +101,7 @@ def apply(config, data, defaults, unfreeze_groups):
 
     >>> config, data, decision = apply(config, data, DEFAULTS["text"], groups)
     >>> decision.reason
-    'Few-shot mode: 8.0 training examples a class (below 16) ...'
+    'Few-shot mode: 8.0 training examples a class (below 100) ...'
     """
     # Drawn from the training data, not read from a file the user gave (or
     # none, when `read_data` could not carve one).
