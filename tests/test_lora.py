@@ -196,7 +196,7 @@ def test_a_tokens_run_with_lora_adapts_the_tagger_exports_and_serves(tmp_path, c
     with h5py.File(path) as f:
         assert f.attrs["rank"] == RANK and f.attrs["factorization"] == "full"
         pairs = [(f[f"adapters/{name}/a"][()], f[f"adapters/{name}/b"][()])
-                 for name in _adapter_paths(f)]
+                 for name in lora.adapter_paths(f)]
         # The softmax layer trains; the standardisation's statistics are saved, not trained.
         head = sum(f[f"head/probabilities/{i}"].size for i in f["head/probabilities"])
     assert len(pairs) == 12 and all(np.abs(b).max() > 0 for _, b in pairs)
@@ -206,14 +206,6 @@ def test_a_tokens_run_with_lora_adapts_the_tagger_exports_and_serves(tmp_path, c
         shutil.rmtree(run.run_dir / folder, ignore_errors=True)
     served = harness.check_task_run(run, ["Alice flew to Berlin today !"])
     assert served["tags"].shape[0] == 1
-
-
-def _adapter_paths(f):
-    paths = []
-    f["adapters"].visititems(
-        lambda name, item: paths.append(name) if isinstance(item, h5py.Group) and "a" in item
-        else None)
-    return paths
 
 
 def test_lora_on_an_image_backbone_adapts_the_top_blocks_1x1_convolutions(tmp_path):
@@ -233,7 +225,7 @@ def test_lora_on_an_image_backbone_adapts_the_top_blocks_1x1_convolutions(tmp_pa
     with h5py.File(tmp_path / lora.ADAPTERS_FILE) as f:
         assert f.attrs["factorization"] == "keras"  # A 1x1 kernel's: in x r + r x out.
         adapted = {name: (f[f"adapters/{name}/a"][()], f[f"adapters/{name}/b"][()])
-                   for name in _adapter_paths(f)}
+                   for name in lora.adapter_paths(f)}
     # The top block's expand and project convolutions and the head's conv;
     # not the depthwise convolution, nor anything lower.
     assert sorted(name.rpartition("/")[2] for name in adapted) == [

@@ -204,6 +204,15 @@ def save_adapters(path, layers, model, rank, alpha, base_fingerprint):
                     f[f"head/{layer.name}/{i}"] = value
 
 
+def adapter_paths(f):
+    """The layer paths an open adapter file (`save_adapters`) holds adapters for."""
+    paths = []
+    f["adapters"].visititems(
+        lambda name, item: paths.append(name)
+        if isinstance(item, h5py.Group) and "a" in item else None)
+    return paths
+
+
 def load_adapters(path, encoder, model, base_fingerprint):
     """Puts a saved adapter (and its head) on the base model, merged.
 
@@ -224,10 +233,7 @@ def load_adapters(path, encoder, model, base_fingerprint):
             raise ValueError(
                 f"{path} adapts base weights {f.attrs['base'][:16]}..., not these "
                 f"({base_fingerprint[:16]}...): load it on the model it was trained from.")
-        paths = []
-        f["adapters"].visititems(
-            lambda name, item: paths.append(name)
-            if isinstance(item, h5py.Group) and "a" in item else None)
+        paths = adapter_paths(f)
         by_path = {layer.path: layer for layer in encoder._flatten_layers(include_self=False)}
         missing = [p for p in paths if p not in by_path]
         if missing:
