@@ -107,14 +107,13 @@ def image_features(paths, labels):
     return normalize(keras.Model(pixels, x).predict(dataset.map(lambda p, y: p), verbose=0))
 
 
-def mode_accuracy(task, train, picked, test, class_names, seed, forced=None):
+def mode_accuracy(task, train, picked, test, class_names, seed, few_shot):
     """Test accuracy of a product run on the k shots, run as a user would.
 
     The k shots are written as a folder of images or a CSV, the demo's
     test split beside them (`test/`, `--test`), and `fine_tune` trains,
-    scores and exports with its defaults. `forced`: None lets the mode
-    decide (below the task's `few_shot_below` a class it turns on by itself), True
-    forces it (`--few-shot`), False turns it off (`--no-few-shot`).
+    scores and exports with its defaults, the mode forced on (`few_shot`
+    True, `--few-shot`) or off (False, `--no-few-shot`).
     """
     import csv
     import os
@@ -140,12 +139,11 @@ def mode_accuracy(task, train, picked, test, class_names, seed, forced=None):
                 writer.writerow(["text", "label"])
                 writer.writerows([item, class_names[label]] for item, label in zip(items, labels))
         data, options = os.path.join(root, "train.csv"), {"test": os.path.join(root, "test.csv")}
-    if forced is not None:
-        options["few_shot"] = forced
     run = api.fine_tune(data, task="images" if task == "images" else "text", seed=seed,
-                        output_dir=os.path.join(root, "runs"), verbose=False, **options)
+                        output_dir=os.path.join(root, "runs"), verbose=False,
+                        few_shot=few_shot, **options)
     on = run.metrics.get("few_shot", {}).get("on", False)  # No entry when the mode is off.
-    assert on == (forced is not False), run.metrics.get("few_shot")
+    assert on == few_shot, run.metrics.get("few_shot")
     return run.metrics["accuracy"]
 
 
